@@ -1,0 +1,1 @@
+"""Manifests: files → validated desired state (model, loader, variables, offline checks)."""

@@ -1,0 +1,169 @@
+"""Offline cross-checks: what the schema alone cannot see, found before anything is read or written.
+
+Each check returns problems positioned at the offending field, with the fix in the message.
+Called by `load_manifests`; pure (no I/O).
+"""
+
+from __future__ import annotations
+
+import re
+
+from reconciler.errors import Problem
+from reconciler.manifests.loader import Loaded, Manifests
+from reconciler.manifests.model import MANAGED_BY_TAG, STACK_TAG, RegisteredModel, ServingEndpoint, principal_of
+
+# Serving endpoint names: "alphanumeric characters, dashes, and underscores", at most 63 characters.
+ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+# Unity Catalog stores identifiers in lower case; a mixed-case name would never match what the
+# workspace returns and would show a change on every plan.
+UC_PART = r"[a-z0-9_][a-z0-9_-]*"
+UC_THREE_PART = re.compile(rf"{UC_PART}\.{UC_PART}\.{UC_PART}")
+# Model alias names: letters, digits and underscores; MLflow reserves `latest` and `v<number>`.
+ALIAS_NAME = re.compile(r"[A-Za-z0-9_]+")
+RESERVED_ALIAS = re.compile(r"latest|[vV][0-9]+", re.IGNORECASE)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Databricks only substitutes a secret when the whole value is exactly one reference.
+SECRET_REF = re.compile(r"\{\{secrets/([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})\}\}")
+SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
+RESERVED_TAGS = (MANAGED_BY_TAG, STACK_TAG)
+
+
+def check_manifests(manifests: Manifests) -> list[Problem]:
+    problems: list[Problem] = []
+    for model in manifests.models.values():
+        problems += _check_model(model)
+    for endpoint in manifests.endpoints.values():
+        problems += _check_endpoint(endpoint, manifests)
+    return problems
+
+
+def _check_model(loaded: Loaded[RegisteredModel]) -> list[Problem]:
+    problems = []
+    if not UC_THREE_PART.fullmatch(loaded.name):
+        problems.append(loaded.problem(("metadata", "name"), _uc_name_message(loaded.name)))
+    for alias in loaded.manifest.spec.aliases or {}:
+        loc = ("spec", "aliases", alias)
+        if not ALIAS_NAME.fullmatch(alias):
+            problems.append(loaded.problem(loc, f"alias '{alias}': use letters, digits and underscores only", key=True))
+        elif RESERVED_ALIAS.fullmatch(alias):
+            problems.append(loaded.problem(loc, f"alias '{alias}' is reserved by MLflow; choose another name", key=True))
+    return problems
+
+
+def _uc_name_message(name: str) -> str:
+    if name.lower() != name and UC_THREE_PART.fullmatch(name.lower()):
+        return f"'{name}': Unity Catalog stores names in lower case; write '{name.lower()}'"
+    return f"'{name}' is not a Unity Catalog model name; write catalog.schema.model"
+
+
+def default_entity_name(entity_name: str, version: str) -> str:
+    """The name the server gives a served entity that has none: `<short model name>-<version>`."""
+    return f"{entity_name.rsplit('.', 1)[-1]}-{version}"
+
+
+def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> list[Problem]:
+    spec = loaded.manifest.spec
+    problems: list[Problem] = []
+    if not ENDPOINT_NAME.fullmatch(loaded.name):
+        problems.append(loaded.problem(
+            ("metadata", "name"),
+            f"endpoint name '{loaded.name}' is invalid; use letters, digits, '-' and '_' only, at most 63 characters"))
+    names: dict[str, int] = {}
+    for i, entity in enumerate(spec.served_entities):
+        loc = ("spec", "served_entities", i)
+        problems += _check_entity(loaded, i, manifests)
+        name = entity.name or (default_entity_name(entity.entity_name, entity.entity_version)
+                               if entity.entity_version else None)
+        if name is None:
+            continue
+        if name in names:
+            problems.append(loaded.problem(loc + (("name",) if entity.name else ()),
+                                           f"served entity name '{name}' is used twice; give each entity its own name"))
+        names[name] = i
+    problems += _check_traffic(loaded, names)
+    for key in spec.tags or {}:
+        if key in RESERVED_TAGS:
+            problems.append(loaded.problem(("spec", "tags", key),
+                                           f"tag '{key}' is set by the reconciler itself; remove it", key=True))
+    seen: dict[str, int] = {}
+    for i, permission in enumerate(spec.permissions or []):
+        loc = ("spec", "permissions", i)
+        given = [k for k in ("user_name", "group_name", "service_principal_name") if getattr(permission, k)]
+        if len(given) != 1:
+            problems.append(loaded.problem(loc, "a permission names exactly one of user_name, group_name, "
+                                                "service_principal_name"))
+            continue
+        principal = principal_of(permission)
+        if principal in seen:
+            problems.append(loaded.problem(loc, f"{principal.replace(':', ' ')} is listed twice; give each "
+                                                "principal one permission_level"))
+        seen[principal] = i
+    return problems
+
+
+def _check_entity(loaded: Loaded[ServingEndpoint], i: int, manifests: Manifests) -> list[Problem]:
+    entity = loaded.manifest.spec.served_entities[i]
+    loc = ("spec", "served_entities", i)
+    problems = []
+    if not UC_THREE_PART.fullmatch(entity.entity_name):
+        problems.append(loaded.problem(loc + ("entity_name",), _uc_name_message(entity.entity_name)))
+    if entity.alias is not None and entity.entity_version is not None:
+        problems.append(loaded.problem(loc + ("alias",), "set either alias or entity_version, not both"))
+    elif entity.alias is None and entity.entity_version is None:
+        problems.append(loaded.problem(loc, "served entity needs entity_version or alias (e.g. alias: champion)"))
+    elif entity.alias is not None:
+        model = manifests.models.get(entity.entity_name)
+        if model is None:
+            problems.append(loaded.problem(
+                loc + ("alias",),
+                f"alias '{entity.alias}' of model '{entity.entity_name}' is not defined by any manifest; add a "
+                "RegisteredModel manifest for it with this alias, or one without `aliases` to use the "
+                "workspace's aliases"))
+        elif model.manifest.spec.aliases is not None and entity.alias not in model.manifest.spec.aliases:
+            defined = ", ".join(model.manifest.spec.aliases) or "none"
+            problems.append(loaded.problem(
+                loc + ("alias",),
+                f"model '{entity.entity_name}' has no alias '{entity.alias}' (its manifest defines: {defined}); "
+                f"add it to that model's aliases or use another"))
+    for key, value in (entity.environment_vars or {}).items():
+        env_loc = loc + ("environment_vars", key)
+        if not ENV_NAME.fullmatch(key):
+            problems.append(loaded.problem(env_loc, f"environment variable name '{key}' is invalid; use letters, "
+                                                    "digits and '_' and do not start with a digit", key=True))
+        if "{{" in value and "secrets" in value and not SECRET_REF.fullmatch(value):
+            problems.append(loaded.problem(env_loc, f"environment variable '{key}': malformed secret reference; "
+                                                    "the whole value must be {{secrets/<scope>/<key>}}"))
+        elif SECRET_LOOKING_NAME.fullmatch(key) and not SECRET_REF.fullmatch(value):
+            problems.append(loaded.problem(env_loc, f"environment variable '{key}' looks like a credential but "
+                                                    "holds a plain value; store it in a secret scope and write "
+                                                    "{{secrets/<scope>/<key>}}"))
+    return problems
+
+
+def _check_traffic(loaded: Loaded[ServingEndpoint], names: dict[str, int]) -> list[Problem]:
+    spec = loaded.manifest.spec
+    if spec.traffic_config is None:
+        if len(spec.served_entities) > 1:
+            return [loaded.problem(("spec", "served_entities"),
+                                   "traffic_config is required when an endpoint serves more than one entity")]
+        return []
+    problems = []
+    routes = spec.traffic_config.routes
+    loc = ("spec", "traffic_config", "routes")
+    if not routes:
+        return [loaded.problem(loc, "traffic_config.routes is empty; route 100% of traffic to the served entities")]
+    total = sum(r.traffic_percentage for r in routes)
+    if total != 100:
+        problems.append(loaded.problem(loc, f"traffic percentages add up to {total}, not 100"))
+    routed: set[str] = set()
+    for i, route in enumerate(routes):
+        if route.served_entity_name in routed:
+            problems.append(loaded.problem(loc + (i, "served_entity_name"),
+                                           f"served entity '{route.served_entity_name}' has two routes; merge them"))
+        routed.add(route.served_entity_name)
+        if route.served_entity_name not in names:
+            known = ", ".join(names) or "none (give the served entities a `name`)"
+            problems.append(loaded.problem(loc + (i, "served_entity_name"),
+                                           f"route names served entity '{route.served_entity_name}', which this "
+                                           f"endpoint does not have; known: {known}"))
+    return problems
