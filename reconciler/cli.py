@@ -8,6 +8,7 @@ anything unexpected is reported in one line too, never as a traceback (RECONCILE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -48,6 +49,171 @@ def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tupl
     manifests = load(paths, variables, var_files)
     click.echo(f"valid: {len(manifests.models)} registered model(s), {len(manifests.endpoints)} serving "
                f"endpoint(s) in {len(manifests.files)} file(s)")
+
+
+def workspace_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Auth and read options shared by plan and apply (auth itself is the SDK's unified auth)."""
+    command = click.option("--stack", envvar="RECONCILER_STACK", default=None, metavar="NAME",
+                           help="Stack name tagged on endpoints; --prune only touches this stack's.")(command)
+    command = click.option("--parallelism", default=16, show_default=True, type=click.IntRange(1, 64),
+                           help="Concurrent API calls.")(command)
+    return click.option("--profile", default=None, help="Profile in ~/.databrickscfg (else DATABRICKS_HOST/"
+                                                        "DATABRICKS_TOKEN and the SDK's other auth).")(command)
+
+
+def compute_plan(workspace: Any, manifests: Any, *, parallelism: int, stack: str | None, prune: bool) -> Any:
+    """Read what the manifests name, check it, and plan: the whole of `reconciler plan`."""
+    from reconciler.errors import ReconcilerError
+    from reconciler.live import read_dependencies, read_objects
+    from reconciler.plan import make_plan, resolve_versions
+    from reconciler.preflight import preflight
+
+    live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
+    resolved = resolve_versions(manifests, live.models)
+    read_dependencies(workspace, manifests, live, resolved, parallelism=parallelism)
+    problems, warnings = preflight(manifests, live, resolved)
+    if problems:
+        raise ReconcilerError(problems)
+    plan = make_plan(manifests, live, stack=stack, prune=prune)
+    plan.warnings = warnings
+    plan.workspace_host = workspace.w.config.host
+    return plan
+
+
+def write_atomically(path: str, text: str) -> None:
+    from reconciler.errors import ReconcilerError
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ReconcilerError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+@cli.command()
+@manifest_options
+@workspace_options
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when no changes, 2 when there are changes.")
+@click.option("--prune", is_flag=True, help="Show deletes for managed endpoints no longer in the manifests.")
+def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
+         parallelism: int, stack: str | None, out: str | None, fmt: str, detailed_exitcode: bool, prune: bool) -> int:
+    """Read the live workspace and show what apply would change."""
+    from reconciler import render
+    from reconciler.workspace import Workspace
+
+    manifests = load(paths, variables, var_files)
+    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+    the_plan = compute_plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
+    if out:
+        write_atomically(out, render.as_json(the_plan))
+    if fmt == "json":
+        click.echo(render.as_json(the_plan), nl=False)
+    elif fmt == "markdown":
+        click.echo(render.markdown(the_plan), nl=False)
+    else:
+        click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
+        if out:
+            click.echo(f"Saved the plan to {out}; apply exactly it with: reconciler apply --plan {out}")
+    return 2 if detailed_exitcode and the_plan.has_changes else 0
+
+
+def parse_duration(text: str) -> float:
+    from reconciler.errors import ReconcilerError
+
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise ReconcilerError(f"--timeout '{text}': expected a duration such as 90s, 30m or 1h") from None
+
+
+@cli.command()
+@manifest_options
+@workspace_options
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Apply exactly this saved plan.")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--prune", is_flag=True, help="Delete managed endpoints no longer in the manifests.")
+@click.option("--allow-replace", is_flag=True, help="Allow delete-and-recreate of endpoints (downtime).")
+@click.option("--timeout", default="30m", show_default=True, help="Per-endpoint wait for updates (90s, 30m, 1h).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for endpoint updates (linked alias moves are skipped).")
+def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
+          parallelism: int, stack: str | None, plan_file: str | None, auto_approve: bool, prune: bool,
+          allow_replace: bool, timeout: str, no_wait: bool) -> int:
+    """Make the workspace match the manifests (or a saved plan) with the fewest writes."""
+    from reconciler import render
+    from reconciler.apply import ApplyOptions, Progress, apply_plan
+    from reconciler.errors import ReconcilerError
+    from reconciler.workspace import Workspace
+
+    options = ApplyOptions(parallelism=parallelism, timeout_seconds=parse_duration(timeout), wait=not no_wait,
+                           allow_replace=allow_replace, saved_plan=plan_file is not None)
+    if plan_file:
+        if paths:
+            raise ReconcilerError("give either manifest paths or --plan, not both")
+        the_plan = load_plan(plan_file)
+        workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+        if the_plan.workspace_host and the_plan.workspace_host != workspace.w.config.host:
+            raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "
+                                  f"{workspace.w.config.host}; plan again against this workspace")
+    else:
+        manifests = load(paths, variables, var_files)
+        workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+        the_plan = compute_plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
+    click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
+    if not the_plan.has_changes:
+        return 0
+    if not auto_approve and not plan_file:
+        if not sys.stdin.isatty():
+            raise ReconcilerError("refusing to ask for confirmation without a terminal; pass --auto-approve, or "
+                                  "apply a reviewed plan with --plan FILE")
+        if not click.confirm("Apply these changes?", default=False):
+            click.echo("Nothing applied.")
+            return 1
+    outcomes, _ = apply_plan(workspace, the_plan, options, Progress())
+    return report(outcomes)
+
+
+def load_plan(path: str) -> Any:
+    import json
+
+    from reconciler.errors import ReconcilerError
+    from reconciler.plan import Plan
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise ReconcilerError(f"{path}: cannot read plan: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ReconcilerError(f"{path}: not a JSON plan ({exc})") from None
+    try:
+        return Plan.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReconcilerError(f"{path}: malformed plan ({type(exc).__name__}: {exc})") from None
+
+
+def report(outcomes: list[Any]) -> int:
+    failed = [o for o in outcomes if o.status in ("failed", "skipped")]
+    click.echo("")
+    for outcome in outcomes:
+        did = "; ".join(outcome.writes) or "no write needed"
+        line = f"  {outcome.status:9} {outcome.address}: {did}"
+        click.echo(line + (f" | {outcome.detail}" if outcome.detail else ""))
+    applied = sum(1 for o in outcomes if o.status in ("applied", "sent"))
+    click.echo(f"Apply {'failed' if failed else 'complete'}: {applied} applied, "
+               f"{sum(1 for o in outcomes if o.status == 'failed')} failed, "
+               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied.")
+    if failed:
+        click.echo("Fix the cause and run apply again: it picks up where this run stopped.")
+    return 1 if failed else 0
 
 
 @cli.command()

@@ -35,10 +35,11 @@ class Problem:
 class ReconcilerError(Exception):
     """Raised with every problem found, so one run reports all of them."""
 
-    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+    def __init__(self, problems: list[Problem] | Problem | str, *, cause: BaseException | None = None) -> None:
         if isinstance(problems, str):
             problems = [Problem(problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = sorted(problems, key=Problem.sort_key)
+        self.cause = cause  # the SDK error behind it, for callers that recover from specific ones
         super().__init__("\n".join(str(p) for p in self.problems))

@@ -1,0 +1,173 @@
+"""Reads the live state the manifests name, in parallel, each object once.
+
+Two rounds: first every registered model and endpoint the manifests name (plus the managed
+endpoint list with --prune and the secret scope list when secrets are referenced); then what
+depends on the first round: endpoint permissions (need the endpoint id), the model versions
+that would newly be served or aliased (READY check), their MLmodel files, secret keys and
+dependent resources. A missing object is None (it will be created), never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.errors import Problem, ReconcilerError
+from reconciler.manifests.checks import SECRET_REF
+from reconciler.manifests.loader import Manifests
+from reconciler.manifests.model import MANAGED_BY_TAG, STACK_TAG
+from reconciler.normalize import live_endpoint, live_model
+from reconciler.workspace import RESOURCE_TYPES, Workspace
+
+Key = tuple[str, str]
+
+
+@dataclass
+class LiveState:
+    models: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    permissions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
+    mlmodels: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
+    secret_scopes: set[str] | None = None
+    secret_keys: dict[str, set[str] | None] = field(default_factory=dict)
+    resources: dict[Key, bool] = field(default_factory=dict)
+    prunable: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: int) -> dict[Any, Any]:
+    """Run keyed calls on a thread pool; every failure is collected, then raised together."""
+    calls = list(calls)
+    results: dict[Any, Any] = {}
+    problems: list[Problem] = []
+    if not calls:
+        return results
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(calls)))) as pool:
+        futures = [(key, pool.submit(fn)) for key, fn in calls]
+        for key, future in futures:
+            try:
+                results[key] = future.result()
+            except ReconcilerError as exc:
+                problems += exc.problems
+    if problems:
+        raise ReconcilerError(list(dict.fromkeys(problems)))
+    return results
+
+
+def secret_references(manifests: Manifests) -> set[Key]:
+    refs = set()
+    for loaded in manifests.endpoints.values():
+        for entity in loaded.manifest.spec.served_entities:
+            for value in (entity.environment_vars or {}).values():
+                match = SECRET_REF.fullmatch(value)
+                if match:
+                    refs.add((match.group(1), match.group(2)))
+    return refs
+
+
+def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int, prune: bool,
+                 stack: str | None) -> LiveState:
+    """Round one: the objects themselves."""
+    live = LiveState()
+    model_names = set(manifests.models)
+    for loaded in manifests.endpoints.values():
+        model_names |= {e.entity_name for e in loaded.manifest.spec.served_entities if e.alias}
+    calls: list[tuple[Any, Callable[[], Any]]] = []
+    calls += [(("model", n), lambda n=n: workspace.get_model(n)) for n in sorted(model_names)]
+    calls += [(("endpoint", n), lambda n=n: workspace.get_endpoint(n)) for n in sorted(manifests.endpoints)]
+    if secret_references(manifests):
+        calls.append((("scopes", ""), workspace.list_secret_scopes))
+    if prune:
+        calls.append((("list", ""), workspace.list_endpoints))
+    results = run_parallel(calls, parallelism)
+    for (kind, name), value in results.items():
+        if kind == "model":
+            live.models[name] = value
+        elif kind == "endpoint":
+            live.endpoints[name] = value
+        elif kind == "scopes":
+            live.secret_scopes = value
+        elif kind == "list":
+            for summary in value:
+                tags = {t["key"]: t.get("value") for t in summary.get("tags") or []}
+                ours = tags.get(MANAGED_BY_TAG) == "reconciler" and tags.get(STACK_TAG) == stack
+                if ours and summary["name"] not in manifests.endpoints:
+                    live.prunable[summary["name"]] = summary
+    return live
+
+
+def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveState, resolved: dict[str, list[str]],
+                      *, parallelism: int) -> None:
+    """Round two: what the first round's objects lead to (see the module docstring)."""
+    calls: list[tuple[Any, Callable[[], Any]]] = []
+    for name, loaded in manifests.endpoints.items():
+        api = live.endpoints.get(name)
+        if api is not None and loaded.manifest.spec.permissions is not None and api.get("id"):
+            calls.append((("acl", name), lambda n=name, i=api["id"]: workspace.get_endpoint_permissions(n, i)))
+    versions, mlmodels = versions_to_check(manifests, live, resolved)
+    calls += [(("version", k), lambda k=k: workspace.get_model_version(*k)) for k in sorted(versions)]
+    calls += [(("mlmodel", k), lambda k=k: workspace.read_mlmodel(*k)) for k in sorted(mlmodels)]
+    scopes = {scope for scope, _ in secret_references(manifests)}
+    calls += [(("keys", s), lambda s=s: workspace.list_secret_keys(s))
+              for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]
+    results = run_parallel(calls, parallelism)
+    for (kind, key), value in results.items():
+        {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
+         "keys": live.secret_keys}[kind][key] = value
+    # Resources: those declared by manifests and those the read MLmodels declare.
+    wanted = declared_resources(manifests) | {r for m in live.mlmodels.values() for r in mlmodel_resources(m)
+                                              if r[0] in RESOURCE_TYPES}
+    live.resources = run_parallel([(r, lambda r=r: workspace.resource_exists(*r)) for r in sorted(wanted)], parallelism)
+
+
+def versions_to_check(manifests: Manifests, live: LiveState,
+                      resolved: dict[str, list[str]]) -> tuple[set[Key], set[Key]]:
+    """Versions that would newly be served or aliased (their READY state matters), and the
+    versions whose MLmodel must be read. A version the endpoint already serves was READY when it
+    was deployed; re-reading it on every plan would cost a call per object for nothing."""
+    versions: set[Key] = set()
+    mlmodels: set[Key] = set()
+    for name, loaded in manifests.models.items():
+        aliases = live_model(live.models[name])["aliases"] if live.models.get(name) else {}
+        for alias, version in (loaded.manifest.spec.aliases or {}).items():
+            if aliases.get(alias) != version:
+                versions.add((name, str(version)))
+    for name, loaded in manifests.endpoints.items():
+        api = live.endpoints.get(name)
+        served = {(f["entity_name"], f.get("entity_version")) for f in
+                  (live_endpoint(api)["served_entities"].values() if api else [])}
+        for entity, version in zip(loaded.manifest.spec.served_entities, resolved[name], strict=True):
+            key = (entity.entity_name, version)
+            if key not in served:
+                versions.add(key)
+                mlmodels.add(key)
+            elif loaded.manifest.spec.resources is not None:
+                mlmodels.add(key)
+    return versions, mlmodels
+
+
+def declared_resources(manifests: Manifests) -> set[Key]:
+    found = set()
+    for loaded in manifests.endpoints.values():
+        resources = loaded.manifest.spec.resources
+        for kind, names in (resources.model_dump(exclude_none=True) if resources else {}).items():
+            found |= {(kind, n) for n in names}
+    return found
+
+
+def mlmodel_resources(mlmodel: dict[str, Any] | None) -> set[Key]:
+    """Resources an MLmodel declares, under `resources` or `auth_policy.system_auth_policy`."""
+    if not mlmodel:
+        return set()
+    sections = [mlmodel.get("resources"),
+                ((mlmodel.get("auth_policy") or {}).get("system_auth_policy") or {}).get("resources")]
+    found = set()
+    for section in sections:
+        databricks = (section or {}).get("databricks") if isinstance(section, dict) else None
+        for kind, entries in (databricks or {}).items():
+            for entry in entries or []:
+                if isinstance(entry, dict) and entry.get("name"):
+                    found.add((kind, str(entry["name"])))
+    return found

@@ -1,0 +1,105 @@
+"""Checks of the manifests against what the workspace holds, made before anything is written.
+
+Pure: works on the LiveState read by live.py. Errors (the plan fails, exit 1, nothing to apply)
+point at the manifest field that caused them; warnings are printed with the plan.
+"""
+
+from __future__ import annotations
+
+from reconciler.errors import Problem
+from reconciler.live import LiveState, mlmodel_resources
+from reconciler.manifests.checks import SECRET_REF
+from reconciler.manifests.loader import Manifests
+from reconciler.workspace import RESOURCE_TYPES
+
+FIX_VERSION = "register it first (mlflow.register_model) or point at another version"
+
+
+def preflight(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]]) -> tuple[list[Problem], list[str]]:
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    for name, loaded in manifests.models.items():
+        for alias, version in (loaded.manifest.spec.aliases or {}).items():
+            message = _version_problem(live, name, str(version))
+            if message:
+                problems.append(loaded.problem(("spec", "aliases", alias), f"alias {alias}: {message}"))
+    for name, loaded in manifests.endpoints.items():
+        spec = loaded.manifest.spec
+        for i, (entity, version) in enumerate(zip(spec.served_entities, resolved[name], strict=True)):
+            loc = ("spec", "served_entities", i, "alias" if entity.alias else "entity_version")
+            message = _version_problem(live, entity.entity_name, version)
+            if message:
+                problems.append(loaded.problem(loc, message))
+            problems += _secret_problems(loaded, i, live)
+            key = (entity.entity_name, version)
+            if key in live.mlmodels:
+                problems += _mlmodel_problems(loaded, i, version, live, warnings)
+        for kind, names in (spec.resources.model_dump(exclude_none=True) if spec.resources else {}).items():
+            for j, resource in enumerate(names):
+                if live.resources.get((kind, resource)) is False:
+                    problems.append(loaded.problem(("spec", "resources", kind, j),
+                                                   f"{kind} '{resource}' does not exist in the workspace; create it "
+                                                   "or remove it from resources"))
+    return problems, warnings
+
+
+def _version_problem(live: LiveState, model: str, version: str) -> str | None:
+    key = (model, version)
+    if key not in live.versions:
+        return None  # not re-checked: already served or aliased live
+    info = live.versions[key]
+    if info is None:
+        return f"version {version} of model '{model}' does not exist; {FIX_VERSION}"
+    status = info.get("status") or "READY"
+    if status != "READY":
+        return f"version {version} of model '{model}' is {status}, not READY; wait for registration to finish or {FIX_VERSION}"
+    return None
+
+
+def _secret_problems(loaded, i, live: LiveState) -> list[Problem]:  # type: ignore[no-untyped-def]
+    problems = []
+    entity = loaded.manifest.spec.served_entities[i]
+    for var, value in (entity.environment_vars or {}).items():
+        match = SECRET_REF.fullmatch(value)
+        if not match or live.secret_scopes is None:
+            continue
+        scope, key = match.groups()
+        loc = ("spec", "served_entities", i, "environment_vars", var)
+        if scope not in live.secret_scopes:
+            problems.append(loaded.problem(loc, f"secret scope '{scope}' does not exist in the workspace; create it "
+                                                f"(databricks secrets create-scope {scope})"))
+        elif key not in (live.secret_keys.get(scope) or set()):
+            problems.append(loaded.problem(loc, f"secret '{key}' is not in scope '{scope}'; add it "
+                                                f"(databricks secrets put-secret {scope} {key})"))
+    return problems
+
+
+def _mlmodel_problems(loaded, i, version: str, live: LiveState, warnings: list[str]) -> list[Problem]:  # type: ignore[no-untyped-def]
+    entity = loaded.manifest.spec.served_entities[i]
+    mlmodel = live.mlmodels.get((entity.entity_name, version))
+    label = f"version {version} of '{entity.entity_name}'"
+    if mlmodel is None:
+        warnings.append(f"serving_endpoint.{loaded.name}: {label} has no readable MLmodel file; its resources were "
+                        "not cross-checked")
+        return []
+    logged = {r for r in mlmodel_resources(mlmodel) if r[0] in RESOURCE_TYPES}
+    problems = []
+    for kind, name in sorted(logged):
+        if live.resources.get((kind, name)) is False:
+            problems.append(loaded.problem(("spec", "served_entities", i),
+                                           f"{label} was logged with {kind} '{name}', which does not exist in the "
+                                           "workspace; create it or log a version without it"))
+    resources = loaded.manifest.spec.resources
+    if resources is None:
+        return problems
+    declared = {(k, n) for k, names in resources.model_dump(exclude_none=True).items() for n in names}
+    for kind, name in sorted(declared - logged):
+        j = getattr(resources, kind).index(name)
+        problems.append(loaded.problem(("spec", "resources", kind, j),
+                                       f"{kind} '{name}' is declared here but {label} was not logged with it: "
+                                       "queries that use it will fail with a permission error; log the model with "
+                                       "this resource (mlflow log_model resources=[...]) or remove it"))
+    for kind, name in sorted(logged - declared):
+        warnings.append(f"serving_endpoint.{loaded.name}: {label} was logged with {kind} '{name}', which "
+                        "spec.resources does not list; add it so plan checks it")
+    return problems
