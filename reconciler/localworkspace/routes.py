@@ -1,0 +1,351 @@
+"""The REST routes the local workspace answers: method, path pattern and handler, in one table.
+
+Paths, methods and JSON shapes are the ones `databricks-sdk` 0.156 sends (its `service/*.py`
+modules) and the MLflow deployments client uses (the trailing-slash collection path). Handlers
+are thin: they read the request, call the store that owns the rule (`serving.py`, `catalog.py`,
+`resources.py`, `workspace_files.py`) and shape the answer. The server runs every handler under
+the workspace lock, after letting due endpoint updates finish.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from reconciler.localworkspace.catalog import file_not_found
+from reconciler.localworkspace.errors import ApiError, permission_denied
+from reconciler.localworkspace.pages import query_bool
+from reconciler.localworkspace.state import WorkspaceState
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # percent-decoded, without the query string
+    query: dict[str, str]
+    body: dict[str, Any]  # the parsed JSON object (or multipart form) body; {} when there is none
+    params: dict[str, str] = field(default_factory=dict)  # from the path pattern
+
+
+@dataclass
+class Response:
+    body: dict[str, Any] | bytes = field(default_factory=dict)  # bytes are sent as a file download
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[WorkspaceState, Request], "Response | dict[str, Any]"]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    template: str
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, template: str, *, trailing_slash: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler; `{name}` matches one path segment, `{name:path}` the rest of the path."""
+    regex = ""
+    for part in re.split(r"(\{\w+(?::path)?\})", template):
+        placeholder = re.fullmatch(r"\{(\w+)(:path)?\}", part)
+        if placeholder:
+            regex += f"(?P<{placeholder[1]}>{'.+' if placeholder[2] else '[^/]+'})"
+        else:
+            regex += re.escape(part)
+    if trailing_slash:
+        regex += "/?"
+
+    def register(handler: Handler) -> Handler:
+        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template))
+        return handler
+    return register
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route for `method` and `path` (HEAD is answered by the GET route), or None."""
+    wanted = "GET" if method == "HEAD" else method
+    for candidate in ROUTES:
+        found = candidate.pattern.match(path)
+        if found and candidate.method == wanted:
+            return candidate, found.groupdict()
+    return None
+
+
+def unknown_route(method: str, path: str) -> ApiError:
+    """What Databricks answers for a path/method it has no API for."""
+    return ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
+
+
+# -- serving endpoints ---------------------------------------------------------------------------
+
+SERVING = "/api/2.0/serving-endpoints"
+
+
+@route("GET", SERVING, trailing_slash=True)
+def list_endpoints(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return {"endpoints": [state.serving.summary(e) for _, e in sorted(state.serving.endpoints.items())]}
+
+
+@route("POST", SERVING, trailing_slash=True)  # the MLflow deployments client posts to ".../serving-endpoints/"
+def create_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.detailed(state.serving.create(request.body))
+
+
+@route("GET", SERVING + "/{name}")
+def get_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.detailed(state.serving.get(request.params["name"]))
+
+
+@route("DELETE", SERVING + "/{name}")
+def delete_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.serving.delete(request.params["name"])
+    return {}
+
+
+@route("PUT", SERVING + "/{name}/config")
+def update_config(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.detailed(state.serving.update_config(request.params["name"], request.body))
+
+
+@route("PATCH", SERVING + "/{name}/tags")
+def patch_tags(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.patch_tags(request.params["name"], request.body)
+
+
+@route("PUT", SERVING + "/{name}/ai-gateway")
+def put_ai_gateway(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.put_ai_gateway(request.params["name"], request.body)
+
+
+@route("PUT", SERVING + "/{name}/rate-limits")
+def put_rate_limits(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.put_rate_limits(request.params["name"], request.body)
+
+
+@route("PATCH", SERVING + "/{name}/notifications")
+def update_notifications(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.update_notifications(request.params["name"], request.body)
+
+
+@route("GET", SERVING + "/{name}/served-models/{served_model_name}/build-logs")
+def build_logs(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.build_logs(request.params["name"], request.params["served_model_name"])
+
+
+PERMISSIONS = "/api/2.0/permissions/serving-endpoints/{endpoint_id}"
+
+
+@route("GET", PERMISSIONS)
+def get_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.permissions(request.params["endpoint_id"])
+
+
+@route("PUT", PERMISSIONS)
+def set_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.set_permissions(request.params["endpoint_id"], request.body, replace=True)
+
+
+@route("PATCH", PERMISSIONS)
+def update_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.set_permissions(request.params["endpoint_id"], request.body, replace=False)
+
+
+@route("GET", PERMISSIONS + "/permissionLevels")
+def permission_levels(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.serving.permission_levels(request.params["endpoint_id"])
+
+
+# -- Unity Catalog models ------------------------------------------------------------------------
+
+MODELS = "/api/2.1/unity-catalog/models"
+
+
+@route("POST", MODELS)
+def create_model(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.catalog.model_info(state.catalog.create(request.body), include_aliases=False)
+
+
+@route("GET", MODELS)
+def list_models(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.catalog.list_models(request.query)
+
+
+@route("GET", MODELS + "/{full_name}")
+def get_model(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    model = state.catalog.model(request.params["full_name"])
+    return state.catalog.model_info(model, include_aliases=query_bool(request.query, "include_aliases"))
+
+
+@route("PATCH", MODELS + "/{full_name}")
+def update_model(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.catalog.model_info(state.catalog.update(request.params["full_name"], request.body),
+                                    include_aliases=False)
+
+
+@route("DELETE", MODELS + "/{full_name}")
+def delete_model(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.catalog.delete(request.params["full_name"])
+    return {}
+
+
+@route("GET", MODELS + "/{full_name}/versions")
+def list_versions(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.catalog.list_versions(request.params["full_name"], request.query)
+
+
+@route("GET", MODELS + "/{full_name}/versions/{version}")
+def get_version(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    model = state.catalog.model(request.params["full_name"])
+    version = state.catalog.version(request.params["full_name"], request.params["version"])
+    return state.catalog.version_info(model, version, include_aliases=query_bool(request.query, "include_aliases"))
+
+
+@route("PATCH", MODELS + "/{full_name}/versions/{version}")
+def update_version(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    model = state.catalog.model(request.params["full_name"])
+    version = state.catalog.update_version(request.params["full_name"], request.params["version"], request.body)
+    return state.catalog.version_info(model, version, include_aliases=False)
+
+
+@route("DELETE", MODELS + "/{full_name}/versions/{version}")
+def delete_version(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.catalog.delete_version(request.params["full_name"], request.params["version"])
+    return {}
+
+
+@route("GET", MODELS + "/{full_name}/aliases/{alias}")
+def get_by_alias(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    model, version = state.catalog.version_by_alias(request.params["full_name"], request.params["alias"])
+    return state.catalog.version_info(model, version, include_aliases=query_bool(request.query, "include_aliases"))
+
+
+@route("PUT", MODELS + "/{full_name}/aliases/{alias}")
+def set_alias(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.catalog.set_alias(request.params["full_name"], request.params["alias"], request.body)
+
+
+@route("DELETE", MODELS + "/{full_name}/aliases/{alias}")
+def delete_alias(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.catalog.delete_alias(request.params["full_name"], request.params["alias"])
+    return {}
+
+
+# -- Files API: the MLmodel file of a model version ----------------------------------------------
+
+@route("GET", "/api/2.0/fs/files/{file_path:path}")
+def download_file(state: WorkspaceState, request: Request) -> Response:
+    """GET (and HEAD, for `w.files.get_metadata`) of `/Models/{catalog}/{schema}/{model}/{version}/MLmodel`."""
+    parts = request.params["file_path"].strip("/").split("/")
+    if len(parts) != 6 or parts[0] != "Models" or parts[5] != "MLmodel":
+        raise file_not_found()
+    content = state.catalog.mlmodel_file(parts[1], parts[2], parts[3], parts[4])
+    version = state.catalog.version(".".join(parts[1:4]), parts[4])
+    modified = formatdate(version.created_at / 1000, usegmt=True)
+    return Response(content, headers={"Content-Type": "application/octet-stream", "Last-Modified": modified})
+
+
+@route("POST", "/api/2.0/fs/create-download-url")
+def create_download_url(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    """`w.files.download` asks for a presigned URL first and falls back to the direct GET when
+    that fails (`mixins/files.py`, `_init_download_response_mode_csp_with_fallback`). This
+    workspace answers as one where presigned URLs are not enabled, with the ErrorInfo reason the
+    SDK itself recognises (`_is_presigned_urls_disabled_error`)."""
+    raise ApiError(403, "PERMISSION_DENIED", "Presigned URLs are not enabled for this workspace.", details=[{
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "FILES_API_API_IS_NOT_ENABLED",
+        "domain": "filesystem.databricks.com", "metadata": {}}])
+
+
+# -- secrets and dependent resources -------------------------------------------------------------
+
+@route("GET", "/api/2.0/secrets/scopes/list")
+def list_scopes(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.resources.list_scopes()
+
+
+@route("GET", "/api/2.0/secrets/list")
+def list_secrets(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.resources.list_secrets(request.query.get("scope", ""))
+
+
+def resource_route(kind: str, template: str) -> None:
+    def get(state: WorkspaceState, request: Request) -> dict[str, Any]:
+        return state.resources.get(kind, next(iter(request.params.values())))
+    route("GET", template)(get)
+
+
+resource_route("vector_search_indexes", "/api/2.0/vector-search/indexes/{name}")
+resource_route("sql_warehouses", "/api/2.0/sql/warehouses/{id}")
+resource_route("functions", "/api/2.1/unity-catalog/functions/{name}")
+resource_route("connections", "/api/2.1/unity-catalog/connections/{name}")
+resource_route("genie_spaces", "/api/2.0/genie/spaces/{space_id}")
+resource_route("apps", "/api/2.0/apps/{name}")
+
+
+@route("GET", "/api/2.1/unity-catalog/tables/{full_name}/exists")
+def table_exists(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return {"table_exists": state.resources.exists("tables", request.params["full_name"])}
+
+
+resource_route("tables", "/api/2.1/unity-catalog/tables/{full_name}")
+
+
+@route("GET", "/api/2.0/preview/scim/v2/Me")
+def current_user(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.current_user()
+
+
+# -- Workspace API (the lease file) --------------------------------------------------------------
+
+@route("POST", "/api/2.0/workspace/import")
+def workspace_import(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.files.import_(request.body)
+    return {}
+
+
+@route("GET", "/api/2.0/workspace/export")
+def workspace_export(state: WorkspaceState, request: Request) -> Response | dict[str, Any]:
+    found = state.files.export(request.query)
+    if query_bool(request.query, "direct_download"):  # `w.workspace.download`
+        return Response(found.content, headers={"Content-Type": "application/octet-stream"})
+    return state.files.export_body(found)
+
+
+@route("GET", "/api/2.0/workspace/get-status")
+def workspace_get_status(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.files.lookup(request.query.get("path")).info()
+
+
+@route("GET", "/api/2.0/workspace/list")
+def workspace_list(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.files.list(request.query)
+
+
+@route("POST", "/api/2.0/workspace/mkdirs")
+def workspace_mkdirs(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.files.mkdirs(request.body)
+    return {}
+
+
+@route("POST", "/api/2.0/workspace/delete")
+def workspace_delete(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.files.delete(request.body)
+    return {}
+
+
+# Requests that change nothing although they are not GETs: allowed for a read-only token.
+READS_BY_POST = {"/api/2.0/fs/create-download-url"}
+
+
+def refuse_write(method: str, path: str) -> ApiError | None:
+    """The answer to a read-only token attempting `method path`, or None when it is a read."""
+    if method in ("GET", "HEAD") or path in READS_BY_POST:
+        return None
+    return permission_denied("This token is read-only: it may not perform this operation.")

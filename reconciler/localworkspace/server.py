@@ -1,0 +1,446 @@
+"""The local workspace's HTTP server: a Databricks REST API look-alike for demos, tests and benchmarks.
+
+The unmodified `databricks-sdk` talks to it exactly as to a real workspace:
+
+    with LocalWorkspace(seed="tests/seeds/support_agent.yaml") as ws:
+        w = ws.client()                       # WorkspaceClient(host=ws.url, token=ws.token, ...)
+        w.serving_endpoints.create_and_wait(...)
+        ws.requests()                         # what the server saw, to count calls
+
+`run()` serves one until SIGINT/SIGTERM (`reconciler sim serve`); `LocalWorkspace` serves one on a
+background thread for tests. The routes are listed in `routes.py`; the rules behind them live in
+`serving.py`, `catalog.py`, `resources.py` and `workspace_files.py`.
+
+Requests
+- Every request needs `Authorization: Bearer <token>`. Without one the answer is 401 "Credential
+  was not sent or was of an unsupported type for this API."; with an unknown token it is 403
+  "Invalid access token.", as real workspaces answer (both captured in public issue reports).
+  A read-only token (`add_token(..., read_only=True)`) may read; its writes get 403
+  PERMISSION_DENIED. `/.well-known/databricks-config` (probed by the SDK's `Config()` before it
+  has credentials) and `/__sim/...` need no token.
+- Errors are `{"error_code", "message"}` JSON with the status the real API uses; a path with no API
+  is 404 ENDPOINT_NOT_FOUND; a body that is not a JSON object, or a field of the wrong type, is 400
+  MALFORMED_REQUEST. No request can crash the server or get a traceback back.
+- Requests are handled one at a time under the workspace lock (atomic), on a thread per connection
+  (HTTP/1.1 keep-alive, Content-Length always set).
+
+Test controls (off unless asked), as methods and under `/__sim/` (a prefix the real API never uses)
+for a server in another process:
+    GET  /__sim/health                   {"ok": true}
+    GET  /__sim/requests                 {"requests": [{method, path, query, status, body, fault}]}
+    POST /__sim/requests/reset
+    POST /__sim/faults                   {"rate": 0.3, "seed": 7, "kinds": ["429", "503", "drop", "slow"],
+                                          "retry_after": 0, "slow_ms": 200, "max_faults": null}
+    POST /__sim/latency                  {"ms": 50}
+    POST /__sim/update-seconds           {"seconds": 2.0}
+    POST /__sim/seed                     a seed document (below)
+    POST /__sim/tokens                   {"token": "viewer-token", "read_only": true}
+The request log holds `/api/` calls only (not `/.well-known` nor `/__sim`), in completion order;
+`status` is None for a dropped connection and `fault` names the injected fault, if any.
+
+Seed format (YAML or JSON; every key optional, no other top-level key allowed):
+
+    registered_models:
+      - full_name: main.agents.support_agent
+        comment: Customer support agent
+        owner: someone@example.com                # default: the workspace user
+        aliases: [{alias_name: champion, version_num: 3}]
+        versions:
+          - version: 3
+            status: READY                         # or PENDING_REGISTRATION | FAILED_REGISTRATION
+            source: dbfs:/...                     # optional, like run_id and comment
+            run_id: 0a1b2c
+            mlmodel: {flavors: {...}, resources: {...}}   # the MLmodel file, served as YAML by the Files API
+            deploy_failure: "ImportError: ..."    # deploying this version ends UPDATE_FAILED with this message
+    serving_endpoints:                            # create-request shape; created READY, versions not checked
+      - {name: databricks-meta-llama-3-3-70b-instruct, config: {served_entities: [...]}, tags: [{key, value}]}
+    secret_scopes: [{name: support, keys: [openai]}]   # key names only; values are never stored
+    vector_search_indexes: [{name: main.agents.docs_index}]   # each may add API fields, e.g. status: {ready: false}
+    sql_warehouses: [{id: abc123, name: Shared}]
+    functions: [{full_name: main.agents.lookup}]
+    tables: [{full_name: main.agents.docs}]
+    connections: [{name: slack}]
+    genie_spaces: [{space_id: 01ef..., title: Sales}]
+    apps: [{name: support-ui}]
+
+Seeding a model that already exists (e.g. `add_seed` at run time) adds or replaces the versions
+and aliases given, the way a new MLflow registration would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from reconciler.localworkspace import routes
+from reconciler.localworkspace.bodies import BodyError, parse_body, read_body
+from reconciler.localworkspace.clock import WORKSPACE_ID
+from reconciler.localworkspace.errors import ApiError
+from reconciler.localworkspace.faults import Faults
+from reconciler.localworkspace.state import WorkspaceState
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+
+DEFAULT_TOKEN = "local-token"
+CONTROL_PREFIX = "/__sim"
+
+
+class LocalWorkspace:
+    """A local workspace serving on a background thread (a free port unless `port` is given)."""
+
+    def __init__(self, *, seed: dict[str, Any] | str | Path | None = None, latency_ms: int = 0,
+                 update_seconds: float = 0.05, fault_rate: float = 0.0, fault_seed: int | None = None,
+                 token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = WorkspaceState(update_seconds=update_seconds)
+        if seed is not None:
+            self.state.add_seed(seed)
+        self.token = token
+        self.latency_ms = latency_ms
+        self.faults = Faults()
+        self.faults.configure(fault_rate, fault_seed)
+        self._tokens: dict[str, bool] = {token: False}  # token -> read only
+        self._log: list[dict[str, Any]] = []
+        self._log_lock = threading.Lock()
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LocalWorkspace:
+        if self._server is not None:
+            return self
+        self._server = _Server(self._address, _Handler, self)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name=f"local-workspace-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection, without waiting for idle keep-alives."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        with _suppress_os_errors():  # wake the accept loop at once rather than at its next poll
+            socket.create_connection(server.server_address[:2], timeout=0.5).close()
+        stopper.join()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LocalWorkspace:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1] if self._server else self._address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._address[0]}:{self.port}"
+
+    def client(self, **config_kwargs: Any) -> WorkspaceClient:
+        """A `WorkspaceClient` for this workspace, with a 30 s retry budget unless overridden."""
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
+
+        settings = {"host": self.url, "token": self.token, "auth_type": "pat", "retry_timeout_seconds": 30,
+                    **config_kwargs}
+        return WorkspaceClient(config=Config(**settings))
+
+    # -- test controls -------------------------------------------------------------------------
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._log_lock:
+            return [dict(entry) for entry in self._log]
+
+    def reset_requests(self) -> None:
+        with self._log_lock:
+            self._log.clear()
+
+    def set_faults(self, rate: float, seed: int | None = None, *, kinds: list[str] | tuple[str, ...] | None = None,
+                   retry_after: int = 0, slow_ms: int = 200, max_faults: int | None = None) -> None:
+        """Inject faults into `/api/` requests (see `faults.py`); rate 0 turns them off."""
+        self.faults.configure(rate, seed, kinds=kinds, retry_after=retry_after, slow_ms=slow_ms, max_faults=max_faults)
+
+    def set_latency(self, ms: int) -> None:
+        self.latency_ms = ms
+
+    def set_update_seconds(self, seconds: float) -> None:
+        with self.state.lock:
+            self.state.update_seconds = seconds
+
+    def add_seed(self, seed: dict[str, Any] | str | Path) -> None:
+        self.state.add_seed(seed)
+
+    def add_token(self, token: str, *, read_only: bool = False) -> None:
+        self._tokens[token] = read_only
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        with self._log_lock:
+            self._log.append(entry)
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def answer(self, method: str, path: str, query: dict[str, str], raw: bytes,
+               headers: dict[str, str]) -> routes.Response:
+        """The response to one `/api/` request: auth, routing, parsing and the handler, under the lock."""
+        try:
+            self._authenticate(headers.get("authorization", ""), method, path)
+            found = routes.match(method, path)
+            if found is None:
+                raise routes.unknown_route(method, path)
+            route, params = found
+            body = parse_body(method, raw, headers.get("content-type", ""))
+            request = routes.Request(method=method, path=path, query=query, body=body, params=params)
+            with self.state.lock:
+                self.state.serving.settle()
+                result = route.handler(self.state, request)
+            return result if isinstance(result, routes.Response) else routes.Response(result)
+        except ApiError as exc:
+            return routes.Response(exc.body(), status=exc.status, headers=exc.headers)
+        except Exception as exc:  # a bug here must still answer in the API's shape, never crash
+            print(f"local workspace: internal error on {method} {path}: {exc!r}", file=sys.stderr)
+            return routes.Response({"error_code": "INTERNAL_ERROR", "message": f"Internal error: {exc!r}"}, status=500)
+
+    def _authenticate(self, header: str, method: str, path: str) -> None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, 401, "Credential was not sent or was of an unsupported type for this API.")
+        read_only = self._tokens.get(token.strip())
+        if read_only is None:
+            raise ApiError(403, 403, "Invalid access token.")
+        if read_only and routes.match(method, path) is not None:
+            refusal = routes.refuse_write(method, path)
+            if refusal is not None:
+                raise refusal
+
+    def control(self, method: str, path: str, raw: bytes) -> routes.Response:
+        """The `/__sim/...` routes."""
+        try:
+            body = parse_body("POST", raw, "application/json") if method == "POST" else {}
+            action = path[len(CONTROL_PREFIX):]
+            if (method, action) == ("GET", "/health"):
+                return routes.Response({"ok": True, "url": self.url})
+            if (method, action) == ("GET", "/requests"):
+                return routes.Response({"requests": self.requests()})
+            if (method, action) == ("POST", "/requests/reset"):
+                self.reset_requests()
+            elif (method, action) == ("POST", "/faults"):
+                max_faults = body.get("max_faults")
+                plan = self.faults.configure(float(body.get("rate", 0.0)), body.get("seed"), kinds=body.get("kinds"),
+                                             retry_after=int(body.get("retry_after", 0)),
+                                             slow_ms=int(body.get("slow_ms", 200)),
+                                             max_faults=None if max_faults is None else int(max_faults))
+                return routes.Response(dataclasses.asdict(plan))
+            elif (method, action) == ("POST", "/latency"):
+                self.set_latency(int(body.get("ms", 0)))
+            elif (method, action) == ("POST", "/update-seconds"):
+                self.set_update_seconds(float(body.get("seconds", 0.0)))
+            elif (method, action) == ("POST", "/seed"):
+                self.add_seed(body)
+            elif (method, action) == ("POST", "/tokens"):
+                self.add_token(str(body["token"]), read_only=bool(body.get("read_only", False)))
+            else:
+                raise routes.unknown_route(method, path)
+            return routes.Response({})
+        except ApiError as exc:
+            return routes.Response(exc.body(), status=exc.status)
+        except (ValueError, TypeError, KeyError) as exc:
+            return routes.Response({"error_code": "INVALID_PARAMETER_VALUE", "message": str(exc)}, status=400)
+
+
+# -- HTTP plumbing -------------------------------------------------------------------------------
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 workspace: LocalWorkspace) -> None:
+        self.workspace = workspace
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            for connection in list(self.connections):
+                with _suppress_os_errors():
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses its connections
+    server: _Server
+    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    # Headers and body leave in one segment (http.server flushes after each request): written
+    # separately, Nagle's algorithm meets the client's delayed ACK and every response waits 40 ms.
+    wbufsize = 64 * 1024
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with _suppress_os_errors():
+            super().finish()
+
+    def do_GET(self) -> None:  # noqa: N802 (the names http.server dispatches to)
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815
+
+    def _handle(self) -> None:
+        workspace = self.server.workspace
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        try:
+            raw = read_body(self.rfile, headers)
+        except BodyError as exc:
+            self.close_connection = True
+            self._send(routes.Response(exc.error.body(), status=exc.error.status))
+            return
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            self._send(workspace.control(self.command, path, raw))
+            return
+        if path == "/.well-known/databricks-config":
+            # Answered at once: `Config()` probes it before every client is usable.
+            self._send(routes.Response({"oidc_endpoint": f"{workspace.url}/oidc", "workspace_id": WORKSPACE_ID}))
+            return
+        if workspace.latency_ms:
+            time.sleep(workspace.latency_ms / 1000)
+        fault = workspace.faults.draw() if path.startswith("/api/") else None
+        entry: dict[str, Any] = {"method": self.command, "path": path, "query": query, "status": None,
+                                 "body": _logged_body(raw, headers), "fault": fault}
+        try:
+            if fault == "drop":
+                self._drop()
+                return
+            if fault == "slow":
+                time.sleep(workspace.faults.plan.slow_ms / 1000)
+            if fault in ("429", "503"):
+                response = _fault_response(fault, workspace.faults.plan.retry_after)
+            else:
+                response = workspace.answer(self.command, path, query, raw, headers)
+            if fault == "drop_after":
+                self._drop()
+                return
+            entry["status"] = response.status
+            self._send(response)
+        finally:
+            if path.startswith("/api/"):
+                workspace._record(entry)
+
+    def _send(self, response: routes.Response) -> None:
+        if isinstance(response.body, bytes):
+            payload, content_type = response.body, "application/octet-stream"
+        else:
+            payload, content_type = json.dumps(response.body).encode(), "application/json"
+        self.send_response(response.status)
+        headers = {"Content-Type": content_type, **response.headers, "Content-Length": str(len(payload)),
+                   "X-Databricks-Org-Id": WORKSPACE_ID}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _drop(self) -> None:
+        """Close the connection without a response, as a network failure would."""
+        self.close_connection = True
+        with _suppress_os_errors():
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, unsupported method...) in the API's shape."""
+        self.close_connection = True
+        error_code = {400: "MALFORMED_REQUEST", 501: "NOT_IMPLEMENTED"}.get(code, str(code))
+        body = json.dumps({"error_code": error_code, "message": message or explain or "Bad request"}).encode()
+        with _suppress_os_errors():
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+        """Quiet: the request log is the record."""
+
+
+def _fault_response(kind: str, retry_after: int) -> routes.Response:
+    if kind == "429":
+        error = ApiError(429, "REQUEST_LIMIT_EXCEEDED", "The request rate limit has been exceeded; retry later.")
+    else:
+        error = ApiError(503, "TEMPORARILY_UNAVAILABLE", "The service is temporarily unavailable; retry later.")
+    return routes.Response(error.body(), status=error.status, headers={"Retry-After": str(retry_after)})
+
+
+def _logged_body(raw: bytes, headers: dict[str, str]) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return parse_body("POST", raw, headers.get("content-type", ""), for_log=True)
+    except Exception:
+        return None
+
+
+class _suppress_os_errors:  # noqa: N801 (used like contextlib.suppress)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+def run(*, host: str = "127.0.0.1", port: int = 8765, seed: str | Path | None = None, latency_ms: int = 0,
+        update_seconds: float = 1.0, fault_rate: float = 0.0, fault_seed: int | None = None,
+        token: str | None = None) -> None:
+    """Serve a local workspace until SIGINT or SIGTERM (`reconciler sim serve`).
+
+    A bad seed file raises ValueError with a one-line message naming the file and the object;
+    a port already taken raises OSError. Prints one line when listening."""
+    workspace = LocalWorkspace(seed=seed, latency_ms=latency_ms, update_seconds=update_seconds,
+                               fault_rate=fault_rate, fault_seed=fault_seed, token=token or DEFAULT_TOKEN,
+                               host=host, port=port)
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        workspace.start()
+        print(f"local workspace listening on {workspace.url} (token: {workspace.token})", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        workspace.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

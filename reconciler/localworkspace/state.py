@@ -1,0 +1,66 @@
+"""Everything the local workspace holds, behind one lock.
+
+`WorkspaceState` groups the per-domain stores (Unity Catalog models, serving endpoints,
+dependent resources and secrets, workspace files) and the one re-entrant lock that makes every
+request atomic: the server holds `lock` while a route handler runs, so a request sees and leaves
+a consistent state however many clients call at once. Tests may read `LocalWorkspace.state`
+for white-box assertions; they should hold `lock` while they do.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from reconciler.localworkspace.catalog import Catalog
+from reconciler.localworkspace.clock import WORKSPACE_ID
+from reconciler.localworkspace.resources import Resources
+from reconciler.localworkspace.serving import Serving
+from reconciler.localworkspace.workspace_files import WorkspaceFiles
+
+DEFAULT_USER = "local.user@example.com"
+
+
+class WorkspaceState:
+    def __init__(self, *, update_seconds: float, user: str = DEFAULT_USER) -> None:
+        self.lock = threading.RLock()
+        self.user = user
+        self.catalog = Catalog(user)
+        self.serving = Serving(self.catalog, user, update_seconds)
+        self.resources = Resources(user)
+        self.files = WorkspaceFiles(user)
+
+    @property
+    def update_seconds(self) -> float:
+        return self.serving.update_seconds
+
+    @update_seconds.setter
+    def update_seconds(self, seconds: float) -> None:
+        """Applies to updates issued from now on."""
+        self.serving.update_seconds = seconds
+
+    def settle(self) -> None:
+        """Let time act: finish the endpoint updates that are due."""
+        with self.lock:
+            self.serving.settle()
+
+    def add_seed(self, seed: dict[str, Any] | str | Path, *, source: str = "seed") -> None:
+        """Add the objects of a seed (a mapping, or a YAML/JSON file) to this workspace."""
+        from reconciler.localworkspace.seed import apply_seed, load_seed_file
+
+        if isinstance(seed, (str, Path)):
+            source, seed = str(seed), load_seed_file(seed)
+        with self.lock:
+            apply_seed(self, seed, source=source)
+
+    def current_user(self) -> dict[str, Any]:
+        """The SCIM `Me` answer for the one user of this workspace."""
+        return {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": "4242424242424242", "userName": self.user, "displayName": "Local User", "active": True,
+            "emails": [{"value": self.user, "type": "work", "primary": True}],
+            "groups": [{"display": "admins", "type": "direct", "value": "1111111111111111"}],
+            "entitlements": [{"value": "workspace-access"}],
+            "externalId": WORKSPACE_ID,
+        }
