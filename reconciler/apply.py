@@ -162,7 +162,7 @@ class Executor:
         api = self.ws.get_model(change.name)
         live = live_model(api) if api is not None else None
         for op in model_operations(change.desired or {}, live):
-            is_linked = op.name == "set_alias" and op.args["alias"] in linked_aliases
+            is_linked = op.name in ("set_alias", "delete_alias") and op.args["alias"] in linked_aliases
             if is_linked != linked:
                 continue
             if linked and waiting.get(op.args["alias"]):

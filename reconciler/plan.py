@@ -301,6 +301,12 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
         endpoint = by_address[f"serving_endpoint.{name}"]
         if endpoint.action in (Action.NOOP, Action.DELETE):
             continue
+        # Removing an alias is a move too: it waits until the endpoints serving the model are done.
+        for served in {e.entity_name for e in loaded.manifest.spec.served_entities}:
+            model = by_address.get(f"registered_model.{served}")
+            for op in model.operations if model else []:
+                if op.name == "delete_alias" and endpoint.address not in op.after:
+                    op.after.append(endpoint.address)
         live_entities = live_endpoint(live.endpoints[name])["served_entities"] if live.endpoints.get(name) else {}
         for entity, version in zip(loaded.manifest.spec.served_entities, resolved[name], strict=True):
             key = entity.name or default_entity_name(entity.entity_name, version)
