@@ -307,8 +307,8 @@ class Executor:
             if api is None:
                 raise EndpointFailed("the endpoint disappeared while waiting for its update")
             state = (api.get("state") or {}).get("config_update")
-            if state != last_state and last_state is not None:
-                self.progress(address, f"config_update {state}")
+            if state != last_state:
+                self.progress(address, f"config_update {state}" if last_state else f"waiting: config_update {state}")
             last_state = state
             if not _updating(api):
                 if check_failure and state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
