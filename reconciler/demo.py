@@ -72,7 +72,7 @@ def main() -> None:
         banner("6", "promote challenger to champion: edit the manifest (champion: 3 → 4) and apply")
         path = manifests / "support-agent.yaml"
         path.write_text(path.read_text().replace("champion: 3", "champion: 4"))
-        print(f"$ sed -i 's/champion: 3/champion: 4/' manifests/support-agent.yaml")
+        print("$ sed -i 's/champion: 3/champion: 4/' manifests/support-agent.yaml")
         reconciler("apply", "--auto-approve", env=env)
         banner("7", "and once more: converged")
         reconciler("plan", "--detailed-exitcode", env=env)
