@@ -356,6 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
                 workspace._record(entry)
 
     def _send(self, response: routes.Response) -> None:
+        self.request_version = "HTTP/1.1"  # always a status line and headers, even for an HTTP/0.9 request line
         if isinstance(response.body, bytes):
             payload, content_type = response.body, "application/octet-stream"
         else:
@@ -380,6 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own errors (bad request line, unsupported method...) in the API's shape."""
         self.close_connection = True
+        self.request_version = "HTTP/1.1"  # garbage parses as HTTP/0.9, which would drop the status line
         error_code = {400: "MALFORMED_REQUEST", 501: "NOT_IMPLEMENTED"}.get(code, str(code))
         body = json.dumps({"error_code": error_code, "message": message or explain or "Bad request"}).encode()
         with _suppress_os_errors():

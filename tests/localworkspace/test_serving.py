@@ -98,7 +98,7 @@ def test_scale_to_zero_is_absent_unless_sent(w: Any) -> None:
 
 
 def test_create_and_wait_then_update_goes_through_in_progress(make_workspace: Any) -> None:
-    ws = make_workspace(SEEDS / "support_agent.yaml", update_seconds=0.3)
+    ws = make_workspace(SEEDS / "support_agent.yaml", update_seconds=1.0)
     w = ws.client()
     w.serving_endpoints.create_and_wait(name="support-agent", config=config(entity(3)))
 
