@@ -132,7 +132,7 @@ def parse_duration(text: str) -> float:
             return float(text[:-1]) * units[text[-1]]
         return float(text)
     except ValueError:
-        raise ReconcilerError(f"--timeout '{text}': expected a duration such as 90s, 30m or 1h") from None
+        raise ReconcilerError(f"'{text}': expected a duration such as 90s, 30m or 1h") from None
 
 
 @cli.command()
@@ -144,29 +144,47 @@ def parse_duration(text: str) -> float:
 @click.option("--allow-replace", is_flag=True, help="Allow delete-and-recreate of endpoints (downtime).")
 @click.option("--timeout", default="30m", show_default=True, help="Per-endpoint wait for updates (90s, 30m, 1h).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for endpoint updates (linked alias moves are skipped).")
+@click.option("--lock/--no-lock", default=True, show_default=True,
+              help="Hold the stack's lease file in the workspace so two applies never interleave.")
+@click.option("--lock-timeout", default="0s", show_default=True, help="How long to wait for the lock (e.g. 10m).")
 def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
           parallelism: int, stack: str | None, plan_file: str | None, auto_approve: bool, prune: bool,
-          allow_replace: bool, timeout: str, no_wait: bool) -> int:
+          allow_replace: bool, timeout: str, no_wait: bool, lock: bool, lock_timeout: str) -> int:
     """Make the workspace match the manifests (or a saved plan) with the fewest writes."""
-    from reconciler import render
-    from reconciler.apply import ApplyOptions, Progress, apply_plan
+    from reconciler.apply import ApplyOptions
     from reconciler.errors import ReconcilerError
     from reconciler.workspace import Workspace
 
     options = ApplyOptions(parallelism=parallelism, timeout_seconds=parse_duration(timeout), wait=not no_wait,
                            allow_replace=allow_replace, saved_plan=plan_file is not None)
-    if plan_file:
-        if paths:
-            raise ReconcilerError("give either manifest paths or --plan, not both")
-        the_plan = load_plan(plan_file)
-        workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-        if the_plan.workspace_host and the_plan.workspace_host != workspace.w.config.host:
-            raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "
-                                  f"{workspace.w.config.host}; plan again against this workspace")
-    else:
-        manifests = load(paths, variables, var_files)
-        workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-        the_plan = compute_plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
+    if plan_file and paths:
+        raise ReconcilerError("give either manifest paths or --plan, not both")
+    the_plan = load_plan(plan_file) if plan_file else None
+    manifests = None if plan_file else load(paths, variables, var_files)
+    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+    if the_plan is not None and the_plan.workspace_host and the_plan.workspace_host != workspace.w.config.host:
+        raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "
+                              f"{workspace.w.config.host}; plan again against this workspace")
+    held = None
+    if lock:
+        from reconciler.lock import ApplyLock
+
+        held = ApplyLock(workspace, the_plan.stack if the_plan else stack, timeout_seconds=parse_duration(lock_timeout))
+        held.acquire()
+    try:
+        return _apply(workspace, the_plan or compute_plan(workspace, manifests, parallelism=parallelism, stack=stack,
+                                                          prune=prune), options, auto_approve=auto_approve)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -> int:
+    from reconciler import render
+    from reconciler.apply import Progress, apply_plan
+    from reconciler.errors import ReconcilerError
+
+    plan_file = options.saved_plan
     click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
     if not the_plan.has_changes:
         return 0

@@ -296,6 +296,46 @@ class Workspace:
                 pass  # already gone
 
 
+    # ---- workspace files (the apply lock's lease) --------------------------------------------------
+
+    def create_file(self, path: str, content: bytes, *, overwrite: bool) -> bool:
+        """Write a workspace file; with overwrite=False, False if the path already exists (atomic)."""
+        import base64
+
+        from databricks.sdk.errors import ResourceAlreadyExists
+        from databricks.sdk.service.workspace import ImportFormat
+
+        with translate(f"workspace_file.{path}", "import"):
+            self.w.workspace.mkdirs(path.rsplit("/", 1)[0])
+            try:
+                self.w.workspace.import_(path, content=base64.b64encode(content).decode(), format=ImportFormat.AUTO,
+                                         overwrite=overwrite)
+            except ResourceAlreadyExists:
+                return False
+        return True
+
+    def read_file(self, path: str) -> bytes | None:
+        import base64
+
+        from databricks.sdk.errors import NotFound
+        from databricks.sdk.service.workspace import ExportFormat
+
+        with translate(f"workspace_file.{path}", "export"):
+            try:
+                return base64.b64decode(self.w.workspace.export(path, format=ExportFormat.AUTO).content or "")
+            except NotFound:
+                return None
+
+    def delete_file(self, path: str) -> None:
+        from databricks.sdk.errors import NotFound
+
+        with translate(f"workspace_file.{path}", "delete"):
+            try:
+                self.w.workspace.delete(path)
+            except NotFound:
+                pass
+
+
 def _check_reachable(host: str | None) -> None:
     if not host:
         raise ReconcilerError("no Databricks host configured; set DATABRICKS_HOST (and DATABRICKS_TOKEN) or pass --profile")
