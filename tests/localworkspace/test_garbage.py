@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -14,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.localworkspace import routes
-from tests.conftest import SEEDS
 
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 FIELD_NAMES = [
     "name", "config", "served_entities", "entity_name", "entity_version", "traffic_config", "routes",
     "traffic_percentage", "served_entity_name", "served_model_name", "tags", "key", "value", "add_tags",

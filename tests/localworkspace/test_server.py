@@ -26,8 +26,8 @@ from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntity
 from databricks.sdk.service.workspace import ImportFormat
 
 from reconciler.localworkspace.server import LocalWorkspace
-from tests.conftest import SEEDS
 
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 MODEL = "main.agents.support_agent"
 ROOT = Path(__file__).resolve().parents[2]
 

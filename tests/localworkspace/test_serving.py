@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,8 +41,7 @@ from databricks.sdk.service.serving import (
     TrafficConfig,
 )
 
-from tests.conftest import SEEDS
-
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 MODEL = "main.agents.support_agent"
 
 
