@@ -69,6 +69,7 @@ and aliases given, the way a new MLflow registration would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
@@ -121,6 +122,7 @@ class LocalWorkspace:
         if self._server is not None:
             return self
         self._server = _Server(self._address, _Handler, self)
+        self._address = (self._address[0], self._server.server_address[1])  # the free port it got, kept for a restart
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
                                         name=f"local-workspace-{self.port}", daemon=True)
         self._thread.start()
@@ -133,7 +135,7 @@ class LocalWorkspace:
             return
         stopper = threading.Thread(target=server.shutdown, daemon=True)
         stopper.start()
-        with _suppress_os_errors():  # wake the accept loop at once rather than at its next poll
+        with contextlib.suppress(OSError):  # wake the accept loop at once rather than at its next poll
             socket.create_connection(server.server_address[:2], timeout=0.5).close()
         stopper.join()
         server.close_connections()
@@ -149,7 +151,7 @@ class LocalWorkspace:
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1] if self._server else self._address[1]
+        return self._address[1]
 
     @property
     def url(self) -> str:
@@ -283,7 +285,7 @@ class _Server(ThreadingHTTPServer):
     def close_connections(self) -> None:
         with self.connections_lock:
             for connection in list(self.connections):
-                with _suppress_os_errors():
+                with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
 
 
@@ -304,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.server.connections_lock:
             self.server.connections.discard(self.connection)
-        with _suppress_os_errors():
+        with contextlib.suppress(OSError):
             super().finish()
 
     def do_GET(self) -> None:  # noqa: N802 (the names http.server dispatches to)
@@ -375,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection without a response, as a network failure would."""
         self.close_connection = True
-        with _suppress_os_errors():
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -384,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.request_version = "HTTP/1.1"  # garbage parses as HTTP/0.9, which would drop the status line
         error_code = {400: "MALFORMED_REQUEST", 501: "NOT_IMPLEMENTED"}.get(code, str(code))
         body = json.dumps({"error_code": error_code, "message": message or explain or "Bad request"}).encode()
-        with _suppress_os_errors():
+        with contextlib.suppress(OSError):
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -412,14 +414,6 @@ def _logged_body(raw: bytes, headers: dict[str, str]) -> Any:
         return parse_body("POST", raw, headers.get("content-type", ""), for_log=True)
     except Exception:
         return None
-
-
-class _suppress_os_errors:  # noqa: N801 (used like contextlib.suppress)
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
 
 
 def run(*, host: str = "127.0.0.1", port: int = 8765, seed: str | Path | None = None, latency_ms: int = 0,
