@@ -8,15 +8,19 @@ are already masked by diff.py.
 
 from __future__ import annotations
 
+import html
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from reconciler.diff import FieldChange
 from reconciler.plan import Action, Change, Plan
 
 MARKERS = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
 COLOURS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
 GITHUB_COMMENT_LIMIT = 65_536
-MARKDOWN_BUDGET = 60_000  # leaves room for the truncation note and a workflow's own header
+MARKDOWN_BUDGET = 60_000  # under GITHUB_COMMENT_LIMIT with room for a workflow's own marker and footer
 
 
 def _value(value: Any) -> str:
@@ -32,25 +36,6 @@ def summary_line(plan: Plan) -> str:
     parts = [f"{counts[a.value]} to {a.value}" for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
              if counts[a.value]]
     return "Plan: " + ", ".join(parts) + f"; {counts['no-op']} unchanged."
-
-
-def attention(plan: Plan) -> list[str]:
-    """What a reviewer must not miss: replaces, deletes, traffic shifts, alias moves."""
-    lines = []
-    for change in plan.changes:
-        if change.action is Action.REPLACE:
-            lines.append(f"{change.address} will be deleted and re-created ({'; '.join(change.replace_reasons)}): "
-                         "downtime; apply needs --allow-replace")
-        elif change.action is Action.DELETE:
-            lines.append(f"{change.address} will be deleted (pruned)")
-        for field_change in change.diff:
-            if field_change.path.startswith("traffic[") and change.action is Action.UPDATE:
-                lines.append(f"{change.address}: traffic {field_change.path[7:]} "
-                             f"{_value(field_change.before)}% → {_value(field_change.after)}%")
-        for op in change.operations:
-            if op.name in ("set_alias", "delete_alias") and change.action is not Action.CREATE:
-                lines.append(f"{change.address}: {op.description}")
-    return lines
 
 
 def _change_lines(change: Change) -> list[str]:
@@ -93,36 +78,147 @@ def text(plan: Plan, *, colour: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+# ---- markdown: a pull-request comment -------------------------------------------------------------
+
+ATTENTION_KINDS = ("replace", "delete", "traffic shift", "alias move")
+ATTENTION_SHOWN = 25  # items listed in the head; the rest are counted (each object's section has them)
+LINE_LIMIT = 600  # a free-text line (warning, reason) is cut here, so the head always fits the budget
+DIFF_MARKS = {"added": "+", "removed": "-", "changed": "!"}  # column 0 of a ```diff block: GitHub colours them
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Something a reviewer must not miss, with the object it concerns."""
+
+    kind: str  # one of ATTENTION_KINDS
+    address: str
+    detail: str  # markdown: free text in it is escaped already
+
+
+def attention(plan: Plan) -> list[Attention]:
+    """Replaces (downtime), deletes, traffic shifts and alias moves, in plan order."""
+    items: list[Attention] = []
+    for change in plan.changes:
+        if change.action is Action.REPLACE:
+            reasons = _inline("; ".join(change.replace_reasons))
+            items.append(Attention("replace", change.address,
+                                   f"deleted and re-created ({reasons}): downtime; apply needs `--allow-replace`"))
+        elif change.action is Action.DELETE:
+            items.append(Attention("delete", change.address, "deleted (managed by reconciler, gone from the manifests)"))
+        if change.action is not Action.UPDATE:
+            continue  # a new object's routes and aliases are its first ones, not a shift or a move
+        routes = [f"{c.path} {_percent(c.before)} → {_percent(c.after)}" for c in change.diff
+                  if c.path.startswith("traffic[")]
+        if routes:
+            items.append(Attention("traffic shift", change.address, ", ".join(routes)))
+        waits = {op.args.get("alias"): op.after for op in change.operations if op.after}
+        for c in change.diff:
+            if c.path.startswith("aliases["):
+                alias = c.path[len("aliases["):-1]
+                after = f" (once {', '.join(map(_code, waits[alias]))} serves it)" if waits.get(alias) else ""
+                items.append(Attention("alias move", change.address,
+                                       f"alias {alias} {_version(c.before)} → {_version(c.after)}{after}"))
+    return items
+
+
+def _percent(value: Any) -> str:
+    return f"{value if value is not None else 0}%"  # a route that is not there carries no traffic
+
+
+def _version(value: Any) -> str:
+    return "(none)" if value is None else str(value)
+
+
 def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
-    """A pull-request comment: summary and warnings first, one collapsible section per object."""
-    head = ["### reconciler plan", "", f"**{summary_line(plan)}**", ""]
-    counts = plan.summary()
-    if plan.has_changes:
-        head += ["| create | update | replace | delete | unchanged |", "|---:|---:|---:|---:|---:|",
-                 f"| {counts['create']} | {counts['update']} | {counts['replace']} | {counts['delete']} | "
-                 f"{counts['no-op']} |", ""]
-    head += [f"> ⚠️ {line}" + "  " for line in attention(plan)]
-    head += [f"> Warning: {w}" + "  " for w in plan.warnings]
-    if attention(plan) or plan.warnings:
-        head.append("")
-    body: list[str] = []
-    shown = 0
+    """A pull-request comment: the summary and what needs attention first, then one collapsible
+    section per changed object, cut (with a note saying so) to stay within `budget` characters."""
+    head = _markdown_head(plan)
     changed = [c for c in plan.changes if c.action is not Action.NOOP]
-    used = len("\n".join(head))
+    sections: list[str] = []
+    used = len(head) + len(_truncation_note(len(changed), len(changed)))  # room for the note, always
     for change in changed:
-        section = "\n".join([f"<details><summary><code>{MARKERS[change.action]} {change.address}</code> "
-                             f"({change.action.value})</summary>", "", "```diff",
-                             *[line.replace("```", "`​``") for line in _change_lines(change)], "```", "",
-                             "</details>", ""])
+        section = _markdown_section(change)
         if used + len(section) > budget:
             break
-        body.append(section)
+        sections.append(section)
         used += len(section)
-        shown += 1
-    if shown < len(changed):
-        body.append(f"_Plan truncated: {len(changed) - shown} of {len(changed)} changed objects are not shown "
-                    "(comment size limit). Download the JSON plan artifact or run `reconciler plan` for all of it._")
-    return "\n".join(head + body).rstrip() + "\n"
+    out = head + "".join(sections)
+    if len(sections) < len(changed):
+        out += _truncation_note(len(changed) - len(sections), len(changed))
+    return out.rstrip() + "\n"
+
+
+def _markdown_head(plan: Plan) -> str:
+    title = "### reconciler plan" + (f" · stack `{plan.stack}`" if plan.stack else "")
+    lines = [title, "", f"**{summary_line(plan)}**", ""]
+    items = attention(plan)
+    if items:
+        counts = {kind: sum(1 for i in items if i.kind == kind) for kind in ATTENTION_KINDS}
+        lines += ["⚠️ **Needs attention: " + ", ".join(_count(n, kind) for kind, n in counts.items() if n) + "**", ""]
+        lines += [f"- **{i.kind}** {_code(i.address)}: {i.detail}" for i in items[:ATTENTION_SHOWN]]
+        if len(items) > ATTENTION_SHOWN:
+            lines.append(f"- … and {len(items) - ATTENTION_SHOWN} more (see each object below)")
+        lines.append("")
+    for warning in plan.warnings[:ATTENTION_SHOWN]:
+        lines += [f"> **Warning:** {_inline(warning)}", ""]
+    if len(plan.warnings) > ATTENTION_SHOWN:
+        lines += [f"> … and {len(plan.warnings) - ATTENTION_SHOWN} more warnings (run `reconciler plan`)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _count(count: int, kind: str) -> str:
+    plural = {"replace": "replaces", "delete": "deletes", "traffic shift": "traffic shifts", "alias move": "alias moves"}
+    return f"{count} {kind if count == 1 else plural[kind]}"
+
+
+def _markdown_section(change: Change) -> str:
+    """One object: a <details> block whose summary names it, its field diff, then its API calls."""
+    fields = f"{len(change.diff)} field{'s' if len(change.diff) != 1 else ''}" if change.diff else ""
+    calls = ", ".join(op.name for op in change.operations)
+    what = " · ".join(part for part in (fields, calls) if part)
+    opened = " open" if change.action in (Action.REPLACE, Action.DELETE) else ""
+    lines = [f"<details{opened}><summary><code>{MARKERS[change.action]} {html.escape(change.address)}</code> "
+             f"<b>{change.action.value}</b>{html.escape(f': {what}' if what else '')}</summary>", ""]
+    block = [_diff_line(c) for c in change.diff] + [f"# forces replacement: {r}" for r in change.replace_reasons]
+    block += [f"# {note}" for note in change.notes]
+    if block:
+        fence = "`" * max(3, 1 + max((len(run) for line in block for run in re.findall(r"`+", line)), default=0))
+        lines += [fence + "diff", *block, fence, ""]
+    if change.operations:
+        lines += ["API calls, in order:", ""]
+        lines += [f"{i}. {_code(op.description)}" + (f" after {', '.join(_code(a) for a in op.after)}" if op.after else "")
+                  for i, op in enumerate(change.operations, 1)]
+        lines.append("")
+    return "\n".join(lines + ["</details>", "", ""])
+
+
+def _diff_line(change: FieldChange) -> str:
+    if change.before is None:
+        return f"{DIFF_MARKS['added']} {change.path}: {_value(change.after)}"
+    if change.after is None:
+        return f"{DIFF_MARKS['removed']} {change.path}: {_value(change.before)}"
+    return f"{DIFF_MARKS['changed']} {change.path}: {_value(change.before)} → {_value(change.after)}"
+
+
+def _truncation_note(hidden: int, total: int) -> str:
+    return (f"> [!NOTE]\n> **Plan truncated:** {hidden} of {total} changed objects are not shown, to stay under "
+            f"GitHub's {GITHUB_COMMENT_LIMIT:,}-character comment limit. See the whole plan with `reconciler plan`, "
+            "or in the saved JSON plan (`plan --out`; in CI, the `reconciler-plan` artifact).\n")
+
+
+def _code(text: str) -> str:
+    """An inline code span that survives backticks in `text` (CommonMark: a longer fence)."""
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _inline(text: str) -> str:
+    """Free text (a warning, a reason) as inline markdown: one line, no markup or HTML of its own."""
+    text = " ".join(text.split())
+    if len(text) > LINE_LIMIT:
+        text = text[:LINE_LIMIT] + "…"
+    return re.sub(r"([\\`*_<>&|])", r"\\\1", text)
 
 
 def as_json(plan: Plan) -> str:
