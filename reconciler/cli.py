@@ -214,6 +214,8 @@ def load_plan(path: str) -> Any:
         raise ReconcilerError(f"{path}: not a JSON plan ({exc})") from None
     try:
         return Plan.from_json(data)
+    except ReconcilerError as exc:
+        raise ReconcilerError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ReconcilerError(f"{path}: malformed plan ({type(exc).__name__}: {exc})") from None
 
@@ -232,6 +234,48 @@ def report(outcomes: list[Any]) -> int:
     if failed:
         click.echo("Fix the cause and run apply again: it picks up where this run stopped.")
     return 1 if failed else 0
+
+
+@cli.command()
+@workspace_options
+@click.option("--endpoint", "endpoints", multiple=True, metavar="NAME", help="Serving endpoint to export (repeatable).")
+@click.option("--model", "models", multiple=True, metavar="FULL_NAME",
+              help="Registered model catalog.schema.model to export (repeatable).")
+@click.option("--all-endpoints", is_flag=True, help="Export every serving endpoint of the workspace.")
+@click.option("--out", "out_dir", default="manifests", show_default=True, metavar="DIR",
+              help="Write DIR/endpoints/<name>.yaml and DIR/models/<catalog.schema.model>.yaml.")
+@click.option("--pin-versions", is_flag=True, help="Write entity_version, not the alias that points at it.")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="Write ${var.NAME} where a name or value (or a part of a UC name) equals VALUE.")
+@click.option("--var-file", "var_files", multiple=True, metavar="FILE", help="YAML file of NAME: value variables.")
+def export(profile: str | None, parallelism: int, stack: str | None, endpoints: tuple[str, ...],
+           models: tuple[str, ...], all_endpoints: bool, out_dir: str, pin_versions: bool,
+           variables: tuple[str, ...], var_files: tuple[str, ...]) -> None:
+    """Write manifests for existing endpoints and models (then `plan` shows no changes)."""
+    from reconciler import export as exporting
+    from reconciler.errors import Problem, ReconcilerError
+    from reconciler.manifests.variables import collect_variables
+    from reconciler.workspace import Workspace
+
+    if not (endpoints or models or all_endpoints):
+        raise ReconcilerError("nothing to export: name objects with --endpoint NAME or --model FULL_NAME, or pass "
+                              "--all-endpoints")
+    options = exporting.ExportOptions(pin_versions=pin_versions, variables=collect_variables(variables, var_files),
+                                      stack=stack)
+    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+    live = exporting.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
+                               pin_versions=pin_versions, parallelism=parallelism)
+    result = exporting.export_objects(live, options)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    written = exporting.write_export(out_dir, result)
+    for line in exporting.summary(result, written, out_dir, options):
+        click.echo(line)
+    if not result.documents:
+        raise ReconcilerError(result.problems + [Problem("nothing was exported")])
+    if result.problems:
+        raise ReconcilerError(result.problems + [Problem(f"exported {len(result.documents)} object(s); the "
+                                                         f"{len(result.problems)} above failed")])
 
 
 @cli.command()

@@ -52,8 +52,22 @@ def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: in
             except ReconcilerError as exc:
                 problems += exc.problems
     if problems:
-        raise ReconcilerError(list(dict.fromkeys(problems)))
+        raise ReconcilerError(_collapse(problems))
     return results
+
+
+def _collapse(problems: list[Problem]) -> list[Problem]:
+    """One line per cause: a bad token fails every read the same way, and saying so once is enough."""
+    by_message: dict[str, list[Problem]] = {}
+    for problem in dict.fromkeys(problems):
+        by_message.setdefault(problem.message.split(": ", 1)[-1], []).append(problem)
+    collapsed = []
+    for same in by_message.values():
+        first = same[0]
+        if len(same) > 1 and first.subject:
+            first = Problem(first.message, subject=f"{first.subject} (and {len(same) - 1} more)")
+        collapsed.append(first)
+    return collapsed
 
 
 def secret_references(manifests: Manifests) -> set[Key]:

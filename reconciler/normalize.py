@@ -146,8 +146,10 @@ def desired_model(manifest: RegisteredModel) -> dict[str, Any]:
 
 def live_endpoint(api: dict[str, Any], acl: dict[str, Any] | None = None) -> dict[str, Any]:
     """Normalise GET /serving-endpoints/{name} (and its ACL). An update in flight is judged by
-    its pending config: that is what the endpoint will serve, and what a re-run must not resend."""
-    config = api.get("pending_config") or api.get("config") or {}
+    its pending config: that is what the endpoint will serve, and what a re-run must not resend.
+    A failed update stays in `pending_config` too, but it serves nothing: then `config` counts."""
+    in_flight = (api.get("state") or {}).get("config_update") == "IN_PROGRESS"
+    config = (api.get("pending_config") if in_flight else api.get("config")) or {}
     entities: dict[str, dict[str, Any]] = {}
     for entity in config.get("served_entities") or []:
         fields = {k: entity[k] for k in ENTITY_FIELDS if entity.get(k) is not None}

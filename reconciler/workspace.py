@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import urllib.parse
 from collections.abc import Iterator
@@ -55,7 +56,9 @@ def translate(subject: str, operation: str) -> Iterator[None]:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    # The SDK appends its whole resolved config ("... Config: host=..., token=***, ..."): noise.
+    return line.split(" Config: ", 1)[0].rstrip(". ")[:300]
 
 
 def _describe(exc: Exception) -> str:
@@ -63,6 +66,7 @@ def _describe(exc: Exception) -> str:
 
     message = _first_line(exc)
     code = getattr(exc, "error_code", None)
+    code = None if code is None or str(code).isdigit() else code
     if isinstance(exc, errors.Unauthenticated):
         return f"authentication failed (401 {code or 'UNAUTHENTICATED'}): {message}; check DATABRICKS_TOKEN or --profile"
     if isinstance(exc, errors.PermissionDenied):
@@ -97,7 +101,8 @@ class Workspace:
             raise ReconcilerError(f"Databricks authentication is not configured: {_first_line(exc)} "
                                   "(set DATABRICKS_HOST and DATABRICKS_TOKEN, or pass --profile)") from None
         _check_reachable(config.host)
-        config.retry_timeout_seconds = retry_timeout_seconds
+        # How long the SDK keeps retrying 429/503/connection errors before giving up.
+        config.retry_timeout_seconds = int(os.environ.get("RECONCILER_RETRY_SECONDS") or retry_timeout_seconds)
         config.http_timeout_seconds = http_timeout_seconds
         return cls(WorkspaceClient(config=config))
 

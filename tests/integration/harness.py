@@ -39,9 +39,9 @@ class Result:
 def run(ws: Any, *args: str, env: dict[str, str] | None = None) -> Result:
     out, err = io.StringIO(), io.StringIO()
     saved = dict(os.environ)
-    os.environ.update({"DATABRICKS_HOST": ws.url, "DATABRICKS_TOKEN": ws.token, **(env or {})})
     for key in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
         os.environ.pop(key, None)
+    os.environ.update({"DATABRICKS_HOST": ws.url, "DATABRICKS_TOKEN": ws.token, **(env or {})})
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -67,8 +67,8 @@ def write(tmp: Path, documents: list[dict[str, Any]], name: str = "manifests.yam
 
 
 def writes(ws: Any) -> list[tuple[str, str]]:
-    """Every write the workspace received (its request log), in order."""
-    return [(r["method"], r["path"]) for r in ws.requests() if r["method"] != "GET" and
+    """Every write the workspace accepted (its request log), in order."""
+    return [(r["method"], r["path"]) for r in ws.requests() if r["method"] != "GET" and r["status"] < 300 and
             not r["path"].startswith(LOCK_ROUTES)]
 
 

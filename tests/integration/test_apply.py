@@ -131,6 +131,10 @@ def test_update_failed_leaves_alias_and_serving_config_untouched(seeded_workspac
     assert aliases == {"champion": 3, "challenger": 4}
     served = {e.name: e.entity_version for e in client.serving_endpoints.get("support-agent").config.served_entities}
     assert served == {"champion": "3", "challenger": "4"}
+    # The failed update is still the endpoint's pending_config; it must not count as served.
+    again = run(ws, "plan", write(tmp_path, docs), "--detailed-exitcode")
+    assert again.code == 2 and 'served_entities[champion].entity_version: "3" → "6"' in again.out
+    assert "the last config update failed; the previous config is still serving" in again.out
 
 
 def test_stale_saved_plan_is_refused(seeded_workspace, tmp_path):
@@ -249,3 +253,17 @@ def test_a_run_killed_mid_apply_is_finished_by_the_next(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_a_create_that_failed_is_planned_again(seeded_workspace, tmp_path):
+    ws = seeded_workspace
+    docs = base_documents()
+    model(docs)["spec"]["aliases"]["champion"] = 6  # fails to deploy: the new endpoint never serves
+    result = run(ws, "apply", write(tmp_path, docs), "--auto-approve")
+    assert result.code == 1 and "ModuleNotFoundError" in result.out
+    model(docs)["spec"]["aliases"]["champion"] = 3
+    again = run(ws, "plan", write(tmp_path, docs), "--format", "json")
+    ops = {c["address"]: [o["name"] for o in c["operations"]] for c in again.json["changes"]}
+    assert ops["serving_endpoint.support-agent"] == ["update_config"]
+    apply_ok(ws, write(tmp_path, docs))
+    assert_converged(ws, write(tmp_path, docs))

@@ -1,0 +1,75 @@
+"""What users see when the workspace or their inputs are bad: one line per cause, exit 1, no
+traceback, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import base_documents, run, write, writes
+
+
+def assert_one_clean_error(result, *fragments):
+    assert result.code == 1
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err + result.out and "Config:" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_unreachable_host(workspace, tmp_path):
+    result = run(workspace, "plan", write(tmp_path, base_documents()), env={"DATABRICKS_HOST": "http://127.0.0.1:1"})
+    assert_one_clean_error(result, "cannot reach Databricks host http://127.0.0.1:1")
+
+
+def test_bad_token_is_reported_once(seeded_workspace, tmp_path):
+    result = run(seeded_workspace, "plan", write(tmp_path, base_documents()), env={"DATABRICKS_TOKEN": "wrong"})
+    assert_one_clean_error(result, "Invalid access token", "(and 2 more)")
+    assert "wrong" not in result.err
+
+
+def test_read_only_token_cannot_apply(seeded_workspace, tmp_path):
+    seeded_workspace.add_token("reader", read_only=True)
+    result = run(seeded_workspace, "apply", write(tmp_path, base_documents()), "--auto-approve", "--no-lock",
+                 env={"DATABRICKS_TOKEN": "reader"})
+    assert result.code == 1 and "permission denied" in result.out and "Traceback" not in result.out + result.err
+    assert "Apply failed" in result.out and writes(seeded_workspace) == []
+
+
+def test_two_auth_methods_at_once(seeded_workspace, tmp_path):
+    result = run(seeded_workspace, "plan", write(tmp_path, base_documents()),
+                 env={"DATABRICKS_CLIENT_ID": "a", "DATABRICKS_CLIENT_SECRET": "b"})
+    assert_one_clean_error(result, "more than one authorization method configured")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a JSON plan"),
+    (json.dumps({"format_version": "9"}), "not a reconciler plan"),
+    (json.dumps({"format_version": "1", "changes": [{"x": 1}]}), "malformed plan"),
+])
+def test_bad_plan_files(workspace, tmp_path, content, message):
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    assert_one_clean_error(run(workspace, "apply", "--plan", str(path)), str(path), message)
+
+
+def test_plan_from_another_workspace_is_refused(seeded_workspace, make_workspace, tmp_path):
+    docs = base_documents()
+    out = str(tmp_path / "plan.json")
+    assert run(seeded_workspace, "plan", write(tmp_path, docs), "--out", out).code == 0
+    other = make_workspace()
+    assert_one_clean_error(run(other, "apply", "--plan", out), "made against", "plan again against this workspace")
+
+
+def test_apply_without_a_terminal_refuses_to_prompt(seeded_workspace, tmp_path):
+    result = run(seeded_workspace, "apply", write(tmp_path, base_documents()))
+    assert result.code == 1 and "pass --auto-approve" in result.err and writes(seeded_workspace) == []
+
+
+def test_rate_limiting_beyond_the_retry_budget(seeded_workspace, tmp_path):
+    seeded_workspace.set_faults(1.0, seed=1, kinds=["429"])
+    result = run(seeded_workspace, "plan", write(tmp_path, base_documents()), env={"RECONCILER_RETRY_SECONDS": "2"})
+    seeded_workspace.set_faults(0.0)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "rate limited" in result.err or "gave up after retrying" in result.err, result.err
