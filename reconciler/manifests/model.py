@@ -132,11 +132,8 @@ class AiGateway(_Strict):
     fallback_config: FallbackConfig | None = None
 
 
-class AutoCaptureConfig(_Strict):
-    catalog_name: str | None = None
-    schema_name: str | None = None
-    table_name_prefix: str | None = None
-    enabled: bool | None = None
+class AutoCaptureConfig(InferenceTableConfig):
+    """Legacy inference tables (prefer ai_gateway.inference_table_config): the same four fields."""
 
 
 class Permission(_Strict):

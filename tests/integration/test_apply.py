@@ -137,15 +137,22 @@ def test_update_failed_leaves_alias_and_serving_config_untouched(seeded_workspac
     assert "the last config update failed; the previous config is still serving" in again.out
 
 
-def test_stale_saved_plan_is_refused(seeded_workspace, tmp_path):
-    from databricks.sdk.service.serving import EndpointTag
-
-    ws = seeded_workspace
+def _saved_tag_change_plan(ws, tmp_path):
+    """The example applied, then a plan to change one tag saved with --out."""
     docs = base_documents()
     apply_ok(ws, write(tmp_path, docs))
     endpoint(docs)["spec"]["tags"]["team"] = "cx"
     plan_file = str(tmp_path / "plan.json")
     assert run(ws, "plan", write(tmp_path, docs), "--out", plan_file).code == 0
+    assert ws.token not in open(plan_file).read()
+    return plan_file
+
+
+def test_stale_saved_plan_is_refused(seeded_workspace, tmp_path):
+    from databricks.sdk.service.serving import EndpointTag
+
+    ws = seeded_workspace
+    plan_file = _saved_tag_change_plan(ws, tmp_path)
     ws.client().serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="owner", value="someone")])
     ws.reset_requests()
     result = run(ws, "apply", "--plan", plan_file)
@@ -155,12 +162,7 @@ def test_stale_saved_plan_is_refused(seeded_workspace, tmp_path):
 
 def test_saved_plan_applies_exactly(seeded_workspace, tmp_path):
     ws = seeded_workspace
-    docs = base_documents()
-    apply_ok(ws, write(tmp_path, docs))
-    endpoint(docs)["spec"]["tags"]["team"] = "cx"
-    plan_file = str(tmp_path / "plan.json")
-    assert run(ws, "plan", write(tmp_path, docs), "--out", plan_file).code == 0
-    assert "databricks" not in json.dumps(json.load(open(plan_file))).lower().replace("databricks-meta", "")
+    plan_file = _saved_tag_change_plan(ws, tmp_path)
     ws.reset_requests()
     result = run(ws, "apply", "--plan", plan_file)
     assert result.code == 0, result.err
