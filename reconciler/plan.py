@@ -21,6 +21,7 @@ from reconciler.diff import FieldChange, diff
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.checks import default_entity_name
 from reconciler.manifests.loader import Manifests
+from reconciler.manifests.model import MANAGED_BY_TAG, STACK_TAG
 from reconciler.normalize import (
     desired_endpoint,
     desired_model,
@@ -31,6 +32,7 @@ from reconciler.normalize import (
 
 FORMAT_VERSION = "1"
 CONFIG_KEYS = ("served_entities", "traffic", "auto_capture_config")
+OWN_TAG_PATHS = (f"tags[{MANAGED_BY_TAG}]", f"tags[{STACK_TAG}]")
 REPLACE_KEYS = {"description": "description cannot change after creation",
                 "route_optimized": "route_optimized cannot change after creation"}
 
@@ -217,6 +219,11 @@ def plan_endpoint(name: str, desired: dict[str, Any] | None, live_api: dict[str,
             create_operations(name, {k: v for k, v in effective.items() if k != "creator"})
         return change
     change.operations = endpoint_operations(live, effective)
+    if _only_adopts(live, effective, change.operations):
+        change.operations = []
+        change.diff = [d for d in change.diff if d.path not in OWN_TAG_PATHS]
+        change.notes.append("not tagged managed-by: reconciler yet (adopted, e.g. by `reconciler export`); "
+                            "the tag is added with its next change")
     if change.operations:
         change.action = Action.UPDATE
     state = (live_api or {}).get("state") or {}
@@ -258,6 +265,19 @@ def endpoint_operations(live: dict[str, Any], effective: dict[str, Any]) -> list
         ops.append(Operation("update_permissions",
                              f"update_permissions({', '.join(f'{p} → {lvl}' for p, lvl in sorted(upsert.items()))})"))
     return ops
+
+
+def _only_adopts(live: dict[str, Any], effective: dict[str, Any], ops: list[Operation]) -> bool:
+    """True when the one difference is that an endpoint made elsewhere lacks our ownership tags.
+
+    Tagging alone is not worth a write, and adopting an endpoint (`reconciler export`, then plan)
+    must show no changes; the tags ride along with the endpoint's next real change. Only for an
+    endpoint with no `managed-by` tag at all: taking over another tool's endpoint, or moving ours
+    to another stack, stays a change."""
+    if [op.name for op in ops] != ["patch_tags"] or MANAGED_BY_TAG in live.get("tags", {}):
+        return False
+    add, delete = tag_changes(live, effective)
+    return not delete and set(add) <= {MANAGED_BY_TAG, STACK_TAG}
 
 
 def tag_changes(live: dict[str, Any], effective: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
