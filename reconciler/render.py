@@ -185,9 +185,9 @@ def _markdown_section(change: Change) -> str:
         fence = "`" * max(3, 1 + max((len(run) for line in block for run in re.findall(r"`+", line)), default=0))
         lines += [fence + "diff", *block, fence, ""]
     if change.operations:
-        lines += ["API calls, in order:", ""]
-        lines += [f"{i}. {_code(op.description)}" + (f" after {', '.join(_code(a) for a in op.after)}" if op.after else "")
-                  for i, op in enumerate(change.operations, 1)]
+        lines += ["API calls:", ""]  # apply sets the order (design.md), so this list does not promise one
+        lines += [f"- {_code(op.description)}" + (f" after {', '.join(_code(a) for a in op.after)}" if op.after else "")
+                  for op in change.operations]
         lines.append("")
     return "\n".join(lines + ["</details>", "", ""])
 

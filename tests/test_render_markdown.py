@@ -144,10 +144,10 @@ def test_one_collapsible_section_per_changed_object():
         "! traffic[champion]: 90 → 50",
         "# served_entities[champion] follows alias champion → version 4",
     ]
-    calls = [li.text() for li in endpoint.find_all("ol")[0].kids("li")]
+    calls = [li.text() for li in endpoint.find_all("ul")[0].kids("li")]
     assert calls == ["update_config(champion=v4; routes champion=50% challenger=50%)",
                      "patch_tags(add: [owner], delete: [old])"]
-    alias_call = sections[0].find_all("ol")[0].kids("li")[0].text()
+    alias_call = sections[0].find_all("ul")[0].kids("li")[0].text()
     assert alias_call == f"set_alias(champion → 4) after {EP}"
     assert "forces replacement: description cannot change after creation" in sections[3].text()
 
@@ -169,7 +169,7 @@ def test_values_with_backticks_and_html_stay_code():
     assert [b.text() for b in tree.find_all("b")] == ["update"]  # the action's own, nothing from the values
     section = tree.find_all("details")[0]
     assert section.find_all("pre")[0].text() == '+ tags[x`y]: "<b>```</b> & `c`"\n'
-    assert section.find_all("ol")[0].text().strip() == "patch_tags(add: [x`y], delete: [])"
+    assert section.find_all("ul")[0].text().strip() == "patch_tags(add: [x`y], delete: [])"
 
 
 def huge_plan(count: int) -> Plan:
