@@ -310,27 +310,15 @@ def export_endpoint(api: dict[str, Any], acl: dict[str, Any] | None,
         spec["served_entities"].append(entity)
         if model is not None and model not in needs:
             needs.append(model)
+    cpu = [n for n in order if live["served_entities"][n].get("workload_type") == DEFAULT_WORKLOAD_TYPE]
+    if cpu:
+        doc.note(("spec",), f"workload_type: {DEFAULT_WORKLOAD_TYPE}, the server's default ({', '.join(cpu)})")
     if len(order) == 1 and traffic == {order[0]: 100}:
         doc.note(("spec",), f"traffic_config: the default single route, 100% to {order[0]}")
     else:
         spec["traffic_config"] = {"routes": [{"served_entity_name": n, "traffic_percentage": traffic[n]}
                                              for n in sorted(traffic, key=lambda n: (-traffic[n], n))]}
-    if "auto_capture_config" in live:
-        capture = _fitted(AutoCaptureConfig, live["auto_capture_config"], "auto_capture_config", doc, subject,
-                          warnings)
-        if capture is not None:
-            spec["auto_capture_config"] = _template_location(capture, options.variables)
-    if "ai_gateway" in live:
-        gateway = {}
-        for key, value in live["ai_gateway"].items():
-            fitted = _fitted(AiGateway, {key: value}, "ai_gateway", doc, subject, warnings)
-            if fitted:
-                gateway.update(fitted)
-        if "inference_table_config" in gateway:
-            gateway["inference_table_config"] = _template_location(gateway["inference_table_config"],
-                                                                   options.variables)
-        if gateway:
-            spec["ai_gateway"] = gateway
+    spec.update(_inference_sections(doc, live, options, subject, warnings))
     tags = _tags(doc, live["tags"], options, subject, warnings)
     if tags:
         spec["tags"] = tags
@@ -345,11 +333,28 @@ def export_endpoint(api: dict[str, Any], acl: dict[str, Any] | None,
     if live.get("route_optimized"):
         spec["route_optimized"] = True
     doc.header = _header(f"serving endpoint {name}")
-    if doc.after.get(("spec",)):
-        doc.after[("spec",)].insert(0, "Left out on purpose:")
-        doc.after[("spec",)][1:] = [f"- {line}" for line in doc.after[("spec",)][1:]]
     doc.data = _escape(doc.data)
     return doc, needs
+
+
+def _inference_sections(doc: Document, live: dict[str, Any], options: ExportOptions, subject: str,
+                        warnings: list[str]) -> dict[str, Any]:
+    """`auto_capture_config` and `ai_gateway`, each part as far as the manifest format holds it."""
+    sections: dict[str, Any] = {}
+    if "auto_capture_config" in live:
+        capture = _fitted(AutoCaptureConfig, live["auto_capture_config"], "auto_capture_config", doc, subject,
+                          warnings)
+        if capture is not None:
+            sections["auto_capture_config"] = _template_location(capture, options.variables)
+    gateway: dict[str, Any] = {}
+    live_gateway = live.get("ai_gateway", {})
+    for key in sorted(live_gateway, key=lambda k: (list(AiGateway.model_fields) + [k]).index(k)):  # format's order
+        gateway.update(_fitted(AiGateway, {key: live_gateway[key]}, "ai_gateway", doc, subject, warnings) or {})
+    if "inference_table_config" in gateway:
+        gateway["inference_table_config"] = _template_location(gateway["inference_table_config"], options.variables)
+    if gateway:
+        sections["ai_gateway"] = gateway
+    return sections
 
 
 def _entity(doc: Document, endpoint: str, i: int, name: str, live: dict[str, Any], models: Mapping[str, Any],
@@ -380,7 +385,6 @@ def _entity(doc: Document, endpoint: str, i: int, name: str, live: dict[str, Any
         if key not in live:
             continue
         if key == "workload_type" and live[key] == DEFAULT_WORKLOAD_TYPE:
-            doc.note(("spec",), f"served_entities[{name}].workload_type: {DEFAULT_WORKLOAD_TYPE}, the server's default")
             continue
         if _entity_field_fits(key, live[key]):
             entity[key] = live[key]
@@ -436,10 +440,10 @@ def _env_value(doc: Document, loc: Loc, endpoint: str, entity: str, key: str, va
     what = "a plain value that looks like a credential" if looks_secret else "a malformed secret reference"
     doc.eol[loc] = (f"TODO: the workspace holds {what} here, not exported; store it in this secret "
                     f"(databricks secrets put-secret {scope} {secret}) or reference the secret that holds it")
-    warnings.append(f"WARNING serving_endpoint.{endpoint}: served entity '{entity}': "
-                    f"environment variable {key} holds {what}. Its value was NOT exported; the manifest "
-                    f"references {reference} instead (marked TODO). plan fails until that secret exists: store "
-                    f"the value there, or change the reference to the secret that holds it")
+    warnings.append(f"serving_endpoint.{endpoint}: served entity '{entity}': environment variable {key} holds "
+                    f"{what}: its value is NOT exported (nor shown). The manifest references {reference} instead "
+                    f"(marked TODO), and plan fails until that secret exists: store the value there, or change the "
+                    f"reference to the secret that holds it")
     return reference
 
 
@@ -491,8 +495,7 @@ def _fitted(model: Any, value: dict[str, Any], where: str, doc: Document, subjec
     value = copy.deepcopy(value)
     for _ in range(5):
         try:
-            model.model_validate(value)
-            return value
+            return model.model_validate(value).model_dump(exclude_unset=True)  # type: ignore[no-any-return]
         except ValidationError as exc:
             errors = exc.errors()
             if any(e["type"] != "extra_forbidden" for e in errors):
@@ -591,7 +594,9 @@ def _escape(value: Any) -> Any:
 
 # ---- rendering: commented YAML -------------------------------------------------------------------
 
-_PLAIN = re.compile(r"[A-Za-z0-9_/.(][^#:'\"`{}\[\]&*!|>%@\\\t\n\r]*")
+# Plain scalars start with a letter, digit or one of `_/.(`, and hold nothing YAML could read as
+# a comment, a key, a quote, a flow collection or an escape; `_loads_as_itself` has the last word.
+_PLAIN = re.compile(r"[A-Za-z0-9_/.(][^#:'\"`{}\[\]\\\t\n\r]*")
 
 
 def scalar(value: Any) -> str:
@@ -665,8 +670,16 @@ def _mapping(lines: list[str], mapping: dict[str, Any], loc: Loc, depth: int, do
         else:
             empty = "{}" if isinstance(value, dict) else "[]" if isinstance(value, list) else scalar(value)
             lines.append(_line(f"{head} {empty}", doc.eol.get(at)))
-            lines += [f"{pad}  # {_one_line(line)}" for line in doc.after.get(at, [])]
-    lines += [f"{pad}# {_one_line(line)}" for line in doc.after.get(loc, [])]
+            lines += _notes(doc, at, depth + 1)
+    lines += _notes(doc, loc, depth)
+
+
+def _notes(doc: Document, loc: Loc, depth: int) -> list[str]:
+    """The comment lines after a mapping; under `spec`, the list of what was left out."""
+    notes = doc.after.get(loc, [])
+    if loc == ("spec",) and notes:
+        notes = ["Left out on purpose:"] + [f"- {line}" for line in notes]
+    return [f"{'  ' * depth}# {_one_line(line)}" for line in notes]
 
 
 def _sequence(lines: list[str], items: list[Any], loc: Loc, depth: int, doc: Document) -> None:

@@ -204,7 +204,7 @@ def test_exported_manifests_are_what_a_person_would_write(adopted, tmp_path):
     assert model == {"apiVersion": "reconciler/v1", "kind": "RegisteredModel", "metadata": {"name": MODEL},
                      "spec": {"comment": "Customer support agent (LangGraph, logged with MLflow)",
                               "aliases": {"challenger": 4, "champion": 3}}}
-    assert "# owner (local.user@example.com): unmanaged" in (out / "models" / f"{MODEL}.yaml").read_text()
+    assert "# - owner (local.user@example.com): unmanaged" in (out / "models" / f"{MODEL}.yaml").read_text()
     assert f"models/{TRIAGE}.yaml" not in manifests(out)  # no alias serves it: no model manifest needed
 
 
@@ -239,7 +239,8 @@ def test_a_model_alone(adopted, tmp_path):
     assert manifests(tmp_path)[f"models/{ROUTER}.yaml"]["spec"] == {
         "comment": "Routes questions to the right agent", "aliases": {"blue": 1, "champion": 2, "prod": 2}}
     assert manifests(tmp_path)[f"models/{TRIAGE}.yaml"]["spec"] == {}
-    assert "aliases: it has none" in (tmp_path / "models" / f"{TRIAGE}.yaml").read_text()
+    assert "spec: {}\n  # Left out on purpose:\n  # - aliases: it has none" in \
+        (tmp_path / "models" / f"{TRIAGE}.yaml").read_text()
     assert run(adopted, "plan", str(tmp_path), "--detailed-exitcode").code == 0
 
 
@@ -314,7 +315,8 @@ def test_a_plain_credential_is_never_exported_nor_printed(adopted, tmp_path):
         {"entity_name": TRIAGE, "entity_version": "1",
          "environment_vars": {"OPENAI_API_KEY": SECRET_VALUE, "MODE": "fast"}}]})
     result = export(adopted, tmp_path, "--endpoint", "leaky")
-    assert "WARNING serving_endpoint.leaky" in result.err and "OPENAI_API_KEY" in result.err
+    assert "warning: serving_endpoint.leaky: served entity 'triage-1': environment variable OPENAI_API_KEY holds a " \
+        "plain value that looks like a credential: its value is NOT exported (nor shown)" in result.err
     text = (tmp_path / "endpoints" / "leaky.yaml").read_text()
     assert SECRET_VALUE not in result.out + result.err + text
     env = spec(tmp_path, "endpoints/leaky.yaml")["served_entities"][0]["environment_vars"]
@@ -412,6 +414,20 @@ def test_write_errors_name_the_path_and_write_nothing(adopted, tmp_path):
         assert list((locked / "models").iterdir()) == []  # all or nothing
     finally:
         (locked / "endpoints").chmod(stat.S_IRWXU)
+
+
+def test_a_live_value_the_format_cannot_hold_is_left_out_and_unmanaged(adopted, tmp_path):
+    """The workspace echoes `usage_tracking_config: {}` when `enabled` was never sent; the format
+    requires `enabled`. That part is left out (so the live value stays), the rest is exported."""
+    sdk_create(adopted, "gateway", {"served_entities": [{"entity_name": TRIAGE, "entity_version": "1"}]},
+               ai_gateway={"usage_tracking_config": {}, "inference_table_config": {
+                   "catalog_name": "main", "schema_name": "agents", "enabled": True}})
+    result = export(adopted, tmp_path, "--endpoint", "gateway")
+    assert "warning: serving_endpoint.gateway: ai_gateway.usage_tracking_config does not fit the manifest format; " \
+           "left out (unmanaged)" in result.err
+    assert spec(tmp_path, "endpoints/gateway.yaml")["ai_gateway"] == {
+        "inference_table_config": {"catalog_name": "main", "schema_name": "agents", "enabled": True}}
+    assert run(adopted, "plan", str(tmp_path), "--detailed-exitcode").code == 0
 
 
 # ---- the YAML writer ---------------------------------------------------------------------------
