@@ -149,7 +149,7 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
 
 
 def _markdown_head(plan: Plan) -> str:
-    title = "### reconciler plan" + (f" · stack `{plan.stack}`" if plan.stack else "")
+    title = "### reconciler plan" + (f" · stack {_code(plan.stack)}" if plan.stack else "")
     lines = [title, "", f"**{summary_line(plan)}**", ""]
     items = attention(plan)
     if items:
@@ -167,8 +167,7 @@ def _markdown_head(plan: Plan) -> str:
 
 
 def _count(count: int, kind: str) -> str:
-    plural = {"replace": "replaces", "delete": "deletes", "traffic shift": "traffic shifts", "alias move": "alias moves"}
-    return f"{count} {kind if count == 1 else plural[kind]}"
+    return f"{count} {kind}{'' if count == 1 else 's'}"
 
 
 def _markdown_section(change: Change) -> str:
