@@ -217,6 +217,10 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
         if api is None:
             result.problems.append(Problem("does not exist in the workspace; nothing exported for it", subject=subject))
             continue
+        if not api.get("config"):
+            result.problems.append(Problem("has no config serving yet (it is being created); wait for it to be "
+                                           "READY and export again", subject=subject))
+            continue
         acl = live.acls.get(name)
         if isinstance(acl, ReconcilerError):
             result.warnings.append(f"{subject}: permissions not exported (cannot read them: "
@@ -237,10 +241,6 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
             continue
         document, needs = export_endpoint(api, acl if isinstance(acl, dict) else None, live.models, options,
                                           result.warnings)
-        if document is None:
-            result.problems.append(Problem("has no config serving yet (it is being created); wait for it to be "
-                                           "READY and export again", subject=subject))
-            continue
         result.documents.append(document)
         for model in needs:
             result.implied.setdefault(model, []).append(name)
@@ -256,6 +256,8 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
 
 def unsupported_reasons(api: dict[str, Any]) -> list[str]:
     """Why manifests cannot describe this endpoint yet (rule 5); empty when they can."""
+    if not _serving_entities(api):
+        return ["its config lists no served_entities (an endpoint from the served_models era?)"]
     why = []
     for entity in _serving_entities(api):
         label = f"served entity '{entity.get('name')}'"
@@ -284,12 +286,11 @@ def unsupported_note(name: str, reasons: list[str]) -> str:
 
 def export_endpoint(api: dict[str, Any], acl: dict[str, Any] | None,
                     models: Mapping[str, Any], options: ExportOptions,
-                    warnings: list[str]) -> tuple[Document | None, list[str]]:
-    """The manifest of one endpoint, and the models whose aliases it serves through."""
+                    warnings: list[str]) -> tuple[Document, list[str]]:
+    """The manifest of one endpoint that has a config serving and no unsupported entity, and the
+    models whose aliases it serves through."""
     name = api["name"]
     subject = f"serving_endpoint.{name}"
-    if not api.get("config"):
-        return None, []
     update = (api.get("state") or {}).get("config_update")
     if update == "IN_PROGRESS":
         warnings.append(f"{subject}: an update is in progress; exported the config it serves now, not the pending "
