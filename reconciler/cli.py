@@ -271,11 +271,11 @@ def export(profile: str | None, parallelism: int, stack: str | None, endpoints: 
     written = exporting.write_export(out_dir, result)
     for line in exporting.summary(result, written, out_dir, options):
         click.echo(line)
-    if not result.documents:
-        raise ReconcilerError(result.problems + [Problem("nothing was exported")])
+    if not result.documents:  # the summary line sorts first (it names no object): it introduces the list
+        raise ReconcilerError(result.problems + [Problem("nothing was exported:")])
     if result.problems:
-        raise ReconcilerError(result.problems + [Problem(f"exported {len(result.documents)} object(s); the "
-                                                         f"{len(result.problems)} above failed")])
+        raise ReconcilerError(result.problems + [Problem(f"exported {len(result.documents)} object(s); "
+                                                         f"{len(result.problems)} could not be exported:")])
 
 
 @cli.command()
