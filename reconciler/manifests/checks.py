@@ -10,7 +10,13 @@ import re
 
 from reconciler.errors import Problem
 from reconciler.manifests.loader import Loaded, Manifests
-from reconciler.manifests.model import MANAGED_BY_TAG, STACK_TAG, RegisteredModel, ServingEndpoint, principal_of
+from reconciler.manifests.model import (
+    MANAGED_BY_TAG,
+    STACK_TAG,
+    RegisteredModel,
+    ServingEndpoint,
+    principal_of,
+)
 
 # Serving endpoint names: "alphanumeric characters, dashes, and underscores", at most 63 characters.
 ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")

@@ -60,7 +60,7 @@ def collect_files(paths: Sequence[str], problems: list[Problem]) -> list[str]:
                 found += [os.path.join(root, n) for n in sorted(names)
                           if n.endswith(SUFFIXES) and not n.startswith(".")]
             if not found:
-                problems.append(Problem(f"no manifest files (*.yaml, *.yml) under this directory", path=path))
+                problems.append(Problem("no manifest files (*.yaml, *.yml) under this directory", path=path))
             files += found
         elif os.path.exists(path):
             files.append(path)
