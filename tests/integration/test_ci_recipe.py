@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from databricks.sdk.service.serving import EndpointTag
 from harness import ROOT, SEED, base_documents, endpoint, run, write
 
 RECIPE = ROOT / "examples" / "github-actions"
@@ -274,7 +275,6 @@ class Recipe:
         self.documents = base_documents()
         self.write_manifests()
         self.github = FakeGitHub(tmp / "gh")
-        self.jobs = 0
 
     def write_manifests(self) -> None:
         (self.checkout / "manifests").mkdir(exist_ok=True)
@@ -282,7 +282,6 @@ class Recipe:
 
     def job(self, workflow: str, *, sha: str, event: dict[str, Any] | None = None, **options: Any) -> Job:
         """A fresh job: a clean checkout state (no files from another job) and empty step outputs."""
-        self.jobs += 1
         for leftover in ("reconciler-plan", "reconciler-drift"):
             shutil.rmtree(self.checkout / leftover, ignore_errors=True)
         secrets = {"DATABRICKS_HOST": self.ws.url, "DATABRICKS_CLIENT_ID": "", "DATABRICKS_CLIENT_SECRET": ""}
@@ -437,8 +436,6 @@ def test_a_stale_reviewed_plan_is_refused_or_planned_again(recipe):
     recipe.github.merged(commit="f6" * 20, pr=8, head="e5" * 20, plan_dir=artifact, run_id=556)
 
     # Someone changes the endpoint by hand between review and merge.
-    from databricks.sdk.service.serving import EndpointTag
-
     recipe.ws.client().serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="oncall", value="alice")])
     recipe.ws.reset_requests()
 
@@ -517,8 +514,6 @@ def test_nightly_drift_keeps_one_issue_open_until_the_workspace_matches_again(re
         plan = job.run("plan")
         assert plan.code == 0, plan.err
         return plan, job.run("issue")
-
-    from databricks.sdk.service.serving import EndpointTag
 
     recipe.ws.client().serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="team", value="platform")])
     plan, issue = nightly()
