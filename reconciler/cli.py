@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except click.ClickException as exc:
         exc.show()
-        code = exc.exit_code
+        # A usage error is an error (1): 2 means "changes present" with plan --detailed-exitcode.
+        code = 1 if exc.exit_code == 2 else exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130

@@ -246,12 +246,9 @@ def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
 
 
 def endpoint_operations(live: dict[str, Any], effective: dict[str, Any]) -> list[Operation]:
-    """The writes that turn `live` into `effective`, narrowest call per changed part."""
+    """The writes that turn `live` into `effective`, narrowest call per changed part, in the order
+    apply makes them: the config write last, since an AI gateway write during its update is a 409."""
     ops: list[Operation] = []
-    if any(live.get(k) != effective.get(k) for k in CONFIG_KEYS):
-        routes = " ".join(f"{n}={p}%" for n, p in effective["traffic"].items())
-        versions = ", ".join(f"{n}=v{f.get('entity_version')}" for n, f in effective["served_entities"].items())
-        ops.append(Operation("update_config", f"update_config({versions}; routes {routes})"))
     add, delete = tag_changes(live, effective)
     if add or delete:
         ops.append(Operation("patch_tags", f"patch_tags(add: [{', '.join(sorted(add))}], delete: [{', '.join(delete)}])"))
@@ -264,6 +261,10 @@ def endpoint_operations(live: dict[str, Any], effective: dict[str, Any]) -> list
     elif upsert:
         ops.append(Operation("update_permissions",
                              f"update_permissions({', '.join(f'{p} → {lvl}' for p, lvl in sorted(upsert.items()))})"))
+    if any(live.get(k) != effective.get(k) for k in CONFIG_KEYS):
+        routes = " ".join(f"{n}={p}%" for n, p in effective["traffic"].items())
+        versions = ", ".join(f"{n}=v{f.get('entity_version')}" for n, f in effective["served_entities"].items())
+        ops.append(Operation("update_config", f"update_config({versions}; routes {routes})"))
     return ops
 
 
