@@ -1,25 +1,40 @@
 """Turns manifest files into plain Python values that remember where every value came from.
 
-PyYAML's `safe_load` throws positions away, so this module composes the node graph itself and
-builds dicts, lists and scalars while recording the line and column of every mapping key and
-value. Later stages (model validation, cross-checks, plan preflight) turn a field path such as
-`("spec", "served_entities", 0, "alias")` back into `file:line:col`.
+PyYAML's `safe_load` throws positions away, so this module composes the node graph itself (from
+the parser's events) and builds dicts, lists and scalars while recording the line and column of
+every mapping key and value. Later stages (model validation, cross-checks, plan preflight) turn a
+field path such as `("spec", "served_entities", 0, "alias")` back into `file:line:col`.
 
 It also owns the defences a loader reading untrusted files needs: only the YAML core tags that
-`safe_load` accepts, duplicate keys are errors (PyYAML silently keeps the last), aliases may not
-expand past a node budget ("billion laughs"), nesting is bounded, and files must be UTF-8 text of
-sane size. `${var.NAME}` placeholders are substituted in scalar values here, where the position
-of an undefined variable is still known.
+`safe_load` accepts, duplicate keys are errors (PyYAML silently keeps the last), nesting is
+bounded while parsing (so a file of a million `[` neither recurses nor runs for minutes), every
+document has a value budget (counted while composing, and again while aliases are expanded:
+"billion laughs"), and files must be UTF-8 text of sane size. `${var.NAME}` placeholders are
+substituted in scalar values here, where the position of an undefined variable is still known.
+
+Parsing uses libyaml's C parser when PyYAML has it (several times faster) and PyYAML's pure-Python
+parser otherwise. Both produce the same events and marks; when a file has a syntax error it is
+parsed again with the pure-Python parser, so the message a user sees does not depend on how PyYAML
+was built.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import Problem
@@ -30,8 +45,12 @@ MAX_NODES_PER_DOCUMENT = 50_000
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
-_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+# `$${` is a literal `${`; `${...}` a placeholder; a lone `${` one that is never closed.
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"var\.([A-Za-z_][A-Za-z0-9_-]*)")
+
+_PURE_LOADER: type = yaml.SafeLoader
+_FAST_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
 
 Loc = tuple[str | int, ...]
 
@@ -52,6 +71,12 @@ class SourceDocument:
     start: Position
     values: dict[Loc, Position] = field(default_factory=dict)
     keys: dict[Loc, Position] = field(default_factory=dict)
+    # Where a problem was already reported while reading (a disallowed tag, an undefined variable):
+    # the value there is a stand-in, so validation does not report it a second time.
+    flagged: set[Loc] = field(default_factory=set)
+    # Mappings that lost entries while reading (a merge key, a non-string key): a field missing
+    # from them is a consequence of the problem already reported, not a new one.
+    incomplete: set[Loc] = field(default_factory=set)
 
     def position(self, loc: Loc, *, key: bool = False) -> Position:
         """Position of the value (or key) at `loc`, else of its nearest recorded parent."""
@@ -68,17 +93,130 @@ class SourceDocument:
         pos = self.position(loc, key=key)
         return Problem(message, path=self.path, line=pos.line, col=pos.col)
 
+    def already_reported(self, loc: Loc, *, missing: bool = False) -> bool:
+        """True when a problem at `loc` follows from one reported while reading the YAML."""
+        loc = tuple(loc)
+        if any(loc[:i] in self.flagged for i in range(len(loc) + 1)):
+            return True
+        return missing and loc[:-1] in self.incomplete
+
+    def flagged_positions(self) -> set[Position]:
+        return {self.values[loc] for loc in self.flagged if loc in self.values}
+
 
 def _pos(node: Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+def _show_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Found while composing (too deep, too big, a bad alias); `problem` is the whole user message."""
+
+
+class _Composer:
+    """Builds yaml.nodes from parser events without recursion, bounding depth and size.
+
+    The same job as PyYAML's Composer (tags resolved the same way, aliases share nodes), but
+    iterative: the events are pulled lazily, so composing stops at the first node past a limit and
+    the rest of a hostile file is never even parsed.
+    """
+
+    def __init__(self) -> None:
+        self.resolver = yaml.resolver.Resolver()
+
+    def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node | None]:
+        stream = iter(events)
+        next(stream)  # StreamStartEvent
+        for event in stream:
+            if isinstance(event, StreamEndEvent):
+                return
+            # DocumentStartEvent, then one node, then DocumentEndEvent
+            yield self._document(stream)
+            next(stream)
+
+    def _document(self, stream: Iterator[yaml.Event]) -> Node:
+        anchors: dict[str, Node] = {}
+        stack: list[list[Any]] = []  # [collection node, pending mapping key or None]
+        count = 0
+        for event in stream:
+            kind = type(event)
+            if kind is SequenceEndEvent or kind is MappingEndEvent:
+                node = stack.pop()[0]
+                node.end_mark = event.end_mark
+                if not stack:
+                    return node
+                continue  # attached to its parent when it started
+            elif kind is AliasEvent:
+                node = anchors.get(event.anchor)  # type: ignore[assignment]
+                if node is None:
+                    raise _Refused(problem=f"alias '*{event.anchor}' names no anchor defined before it; define "
+                                           f"'&{event.anchor}' first, or write the value out",
+                                   problem_mark=event.start_mark)
+            else:
+                count += 1
+                if len(stack) > MAX_DEPTH:
+                    raise _Refused(problem=f"nesting deeper than {MAX_DEPTH} levels; manifests are never this "
+                                         "deep: flatten it", problem_mark=event.start_mark)
+                if count > MAX_NODES_PER_DOCUMENT:
+                    raise _Refused(problem=f"document holds more than {MAX_NODES_PER_DOCUMENT} values; a manifest "
+                                         "is far smaller: split it or remove the data",
+                                 problem_mark=event.start_mark)
+                anchor = event.anchor
+                if anchor is not None and anchor in anchors:
+                    first = anchors[anchor].start_mark
+                    raise _Refused(problem=f"anchor '&{anchor}' is defined twice (first at line {first.line + 1}); "
+                                           "rename one", problem_mark=event.start_mark)
+                tag = event.tag
+                if kind is ScalarEvent:
+                    if tag is None or tag == "!":
+                        tag = self.resolver.resolve(ScalarNode, event.value, event.implicit)
+                    node = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                      style=event.style or None)
+                else:
+                    node_class = SequenceNode if kind is SequenceStartEvent else MappingNode
+                    assert kind is SequenceStartEvent or kind is MappingStartEvent
+                    if tag is None or tag == "!":
+                        tag = self.resolver.resolve(node_class, None, event.implicit)
+                    node = node_class(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                if anchor is not None:
+                    anchors[anchor] = node
+                if kind is not ScalarEvent:
+                    self._attach(stack, node)
+                    stack.append([node, None])
+                    continue
+            if not stack:
+                return node
+            self._attach(stack, node)
+        raise AssertionError("event stream ended inside a document")  # the parser never does this
+
+    @staticmethod
+    def _attach(stack: list[list[Any]], node: Node) -> None:
+        if not stack:
+            return
+        top = stack[-1]
+        parent = top[0]
+        if isinstance(parent, SequenceNode):
+            parent.value.append(node)
+        elif top[1] is None:
+            top[1] = node
+        else:
+            parent.value.append((top[1], node))
+            top[1] = None
+
+
+class _TooDeep(Exception):
+    pass
+
+
 class _DocumentBuilder:
     """Builds one document's values from its node graph, collecting problems instead of raising."""
 
-    def __init__(self, path: str, index: int, variables: Mapping[str, str], problems: list[Problem]):
+    def __init__(self, path: str, index: int, variables: Mapping[str, str] | None, problems: list[Problem]):
         self.path = path
-        self.variables = variables
+        self.variables = variables  # None: no `${...}` substitution at all (variable files)
         self.problems = problems
         self.nodes = 0
         self.constructor = yaml.SafeLoader("")
@@ -87,47 +225,55 @@ class _DocumentBuilder:
 
     def build(self, root: Node) -> SourceDocument | None:
         self.doc = SourceDocument(self.path, self.index, None, _pos(root))
-        self.doc.data = self._value(root, (), 0)
+        try:
+            self.doc.data = self._value(root, (), 0)
+        except _TooDeep:
+            return None
         if self.nodes > MAX_NODES_PER_DOCUMENT:
             return None
         return self.doc
 
-    def _fail(self, node: Node, message: str) -> None:
+    def _fail(self, node: Node, message: str, loc: Loc | None = None) -> None:
         pos = _pos(node)
         self.problems.append(Problem(message, path=self.path, line=pos.line, col=pos.col))
+        if loc is not None and self.doc is not None:
+            self.doc.flagged.add(loc)
 
     def _value(self, node: Node, loc: Loc, depth: int) -> Any:
         assert self.doc is not None
         self.nodes += 1
         if self.nodes == MAX_NODES_PER_DOCUMENT + 1:
-            self._fail(node, f"document expands to more than {MAX_NODES_PER_DOCUMENT} values "
-                             "(YAML aliases repeating each other?); write the values out")
+            self._fail(node, f"YAML aliases expand this document to more than {MAX_NODES_PER_DOCUMENT} values; "
+                             "write the values out instead of repeating aliases")
         if self.nodes > MAX_NODES_PER_DOCUMENT:
             return None
-        if depth > MAX_DEPTH:
-            self._fail(node, f"nesting deeper than {MAX_DEPTH} levels; manifests are never this deep")
-            return None
+        if depth > MAX_DEPTH:  # only reachable through aliases: the composer bounds plain nesting
+            self._fail(node, f"YAML aliases nest this document deeper than {MAX_DEPTH} levels; write the "
+                             "values out")
+            raise _TooDeep
         self.doc.values.setdefault(loc, _pos(node))
         if isinstance(node, MappingNode):
             return self._mapping(node, loc, depth)
         if isinstance(node, SequenceNode):
             if node.tag != _CORE + "seq":
-                return self._bad_tag(node)
+                return self._bad_tag(node, loc)
             return [self._value(item, loc + (i,), depth + 1) for i, item in enumerate(node.value)]
         return self._scalar(node, loc)
 
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any] | None:
         assert self.doc is not None
         if node.tag != _CORE + "map":
-            return self._bad_tag(node)
+            return self._bad_tag(node, loc)
         result: dict[str, Any] = {}
         first_seen: dict[str, Position] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _CORE + "merge":
                 self._fail(key_node, "YAML merge keys ('<<') are not supported; write the fields out")
+                self.doc.incomplete.add(loc)
                 continue
             if not isinstance(key_node, ScalarNode):
-                self._fail(key_node, "mapping keys must be plain strings")
+                self._fail(key_node, "mapping keys must be plain text; a list or mapping cannot be a key")
+                self.doc.incomplete.add(loc)
                 continue
             # Keys are always strings in this format: use the text as written, so `on:` or `1:`
             # stay "on" and "1" instead of YAML 1.1's True and 1.
@@ -142,49 +288,68 @@ class _DocumentBuilder:
             result[key] = self._value(value_node, loc + (key,), depth + 1)
         return result
 
-    def _bad_tag(self, node: Node) -> None:
-        self._fail(node, f"YAML tag '{node.tag}' is not allowed; manifests use plain YAML values only")
+    def _bad_tag(self, node: Node, loc: Loc) -> None:
+        self._fail(node, f"YAML tag '{_show_tag(node.tag)}' is not allowed; manifests use plain YAML values "
+                         "only: remove the tag", loc)
         return None
 
     def _scalar(self, node: Node, loc: Loc) -> Any:
         assert isinstance(node, ScalarNode)
         if node.tag not in _SCALAR_TAGS:
-            return self._bad_tag(node)
+            return self._bad_tag(node, loc)
         if node.tag == _CORE + "timestamp":
             return node.value  # a date-looking value is a string to us, as JSON would see it
-        if node.tag != _CORE + "str" or "$" not in node.value:
+        if node.tag == _CORE + "str" and ("$" not in node.value or self.variables is None):
+            return node.value
+        if node.tag != _CORE + "str":
             return self.constructor.construct_object(node)
-        text = self._substitute(node)
-        if node.style is None and _VAR.fullmatch(node.value):
+        text, ok = self._substitute(node, loc)
+        if ok and node.style is None and _VAR.fullmatch(node.value):
             # An unquoted `${var.x}` takes the type of what it stands for, as if written there.
             tag = self.constructor.resolve(ScalarNode, text, (True, False))
             if tag in _SCALAR_TAGS and tag != _CORE + "timestamp":
                 return self.constructor.construct_object(ScalarNode(tag, text))
         return text
 
-    def _substitute(self, node: ScalarNode) -> str:
+    def _substitute(self, node: ScalarNode, loc: Loc) -> tuple[str, bool]:
+        ok = True
+
         def replace(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
+            nonlocal ok
+            text = match.group(0)
+            if text == "$${":
                 return "${"
+            if text == "${":
+                ok = False
+                rest = node.value[match.start():][:40]
+                self._fail(node, f"'{rest}' opens '${{' but never closes it; write ${{var.NAME}}, or $${{ for a "
+                                 "literal '${'", loc)
+                return text
             inner = match.group(1)
             name = _VAR_NAME.fullmatch(inner)
             if not name:
+                ok = False
                 self._fail(node, f"'${{{inner}}}' is not a variable reference; write ${{var.NAME}}, "
-                                 "or $${ for a literal '${'")
-                return match.group(0)
+                                 "or $${ for a literal '${'", loc)
+                return text
+            assert self.variables is not None
             if name.group(1) not in self.variables:
+                ok = False
                 self._fail(node, f"variable '{name.group(1)}' is not defined; pass --var {name.group(1)}=VALUE, "
-                                 f"add it to a --var-file, or set RECONCILER_VAR_{name.group(1)}")
-                return match.group(0)
+                                 f"add it to a --var-file, or set RECONCILER_VAR_{name.group(1)}", loc)
+                return text
             return self.variables[name.group(1)]
 
-        return _VAR.sub(replace, node.value)
+        return _VAR.sub(replace, node.value), ok
 
 
 def _decode(path: str, raw: bytes, problems: list[Problem]) -> str | None:
     if len(raw) > MAX_FILE_BYTES:
         problems.append(Problem(f"file is {len(raw) / 1048576:.1f} MiB; manifest files over "
                                 f"{MAX_FILE_BYTES // 1048576} MiB are refused (split it)", path=path, line=1, col=1))
+        return None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.append(Problem("file is UTF-16 text; save it as UTF-8", path=path, line=1, col=1))
         return None
     if b"\0" in raw:
         problems.append(Problem("binary file (contains NUL bytes); manifests must be UTF-8 YAML text",
@@ -195,48 +360,92 @@ def _decode(path: str, raw: bytes, problems: list[Problem]) -> str | None:
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
         problems.append(Problem(f"file is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
                                 path=path, line=line, col=col))
         return None
 
 
-def _yaml_error_problem(path: str, exc: yaml.YAMLError) -> Problem:
+# PyYAML's wording for the mistakes people make most, said in terms of the fix.
+_SYNTAX_HINTS = (
+    ("expected <block end>, but found", "this line is indented differently from the lines around it; "
+                                        "align it with its sibling keys"),
+    ("mapping values are not allowed here", "unexpected ':'; quote a value that contains ': ', or fix the "
+                                            "indentation"),
+    ("could not find expected ':'", "expected 'key: value' here; add the missing ':' or fix the indentation"),
+)
+
+
+def _yaml_error_problem(path: str, text: str, exc: yaml.YAMLError) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        if isinstance(exc.character, int):
+            message = (f"control character U+{exc.character:04X} is not allowed in YAML text; remove it "
+                       "(a pasted terminal colour code?)")
+        else:
+            message = f"unreadable character ({exc.reason}); save the file as UTF-8 text"
+        return Problem(message, path=path, line=line, col=col)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, _Refused):
+        return Problem(problem, path=path, line=line, col=col)
+    context = getattr(exc, "context", None) or ""
+    context_mark = getattr(exc, "context_mark", None)
     if "'\\t'" in problem:
         message = "tab character where YAML expects indentation or a value; indent with spaces only"
+    elif "end of stream" in problem and context_mark is not None and "quoted scalar" in context:
+        line, col = context_mark.line + 1, context_mark.column + 1
+        message = "this quoted string is never closed; add the closing quote"
+    elif "<stream end>" in problem and context_mark is not None and \
+            context in ("while parsing a flow sequence", "while parsing a flow mapping"):
+        line, col = context_mark.line + 1, context_mark.column + 1
+        opening, closing = ("{", "}") if "mapping" in context else ("[", "]")
+        message = f"this '{opening}' is never closed; add the matching '{closing}'"
+    elif "<stream end>" in problem:
+        message = "the file ends where a value is still expected; close every '[' and '{', or finish the value"
     else:
-        message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+        hint = next((h for p, h in _SYNTAX_HINTS if p in problem), None)
+        message = f"YAML syntax error: {hint}" if hint else \
+            f"YAML syntax error: {problem}" + (f" ({context})" if context else "") + \
+            "; check the quoting and indentation here"
     return Problem(message, path=path, line=line, col=col)
 
 
-def read_documents(path: str, raw: bytes, variables: Mapping[str, str],
-                   problems: list[Problem]) -> list[SourceDocument]:
-    """All non-empty documents of one file; problems are appended, never raised."""
-    text = _decode(path, raw, problems)
-    if text is None:
-        return []
+def _read(path: str, text: str, loader: type, variables: Mapping[str, str] | None,
+          problems: list[Problem]) -> tuple[list[SourceDocument], yaml.YAMLError | None]:
     documents: list[SourceDocument] = []
-    seen_any = False
     try:
-        for index, root in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
-            seen_any = True
-            if root is None or (isinstance(root, ScalarNode) and root.tag == _CORE + "null"):
+        for index, root in enumerate(_Composer().documents(yaml.parse(text, Loader=loader))):
+            if isinstance(root, ScalarNode) and root.tag == _CORE + "null":
                 continue  # an empty document (e.g. a trailing `---`) is nothing, as in kubectl
             document = _DocumentBuilder(path, index, variables, problems).build(root)
             if document is not None:
                 documents.append(document)
     except yaml.YAMLError as exc:
-        problems.append(_yaml_error_problem(path, exc))
-        return documents
-    except RecursionError:
-        problems.append(Problem(f"nesting deeper than {MAX_DEPTH} levels; manifests are never this deep",
-                                path=path, line=1, col=1))
-        return documents
-    if not documents and not seen_any and not any(p.path == path for p in problems):
+        return documents, exc
+    return documents, None
+
+
+def read_documents(path: str, raw: bytes, variables: Mapping[str, str] | None,
+                   problems: list[Problem], *, allow_empty: bool = False) -> list[SourceDocument]:
+    """All non-empty documents of one file; problems are appended, never raised.
+
+    `variables` fill `${var.NAME}` placeholders; None leaves every value as written.
+    """
+    text = _decode(path, raw, problems)
+    if text is None:
+        return []
+    local: list[Problem] = []
+    documents, error = _read(path, text, _FAST_LOADER or _PURE_LOADER, variables, local)
+    if error is not None and _FAST_LOADER is not None and not isinstance(error, _Refused):
+        local = []  # say it the way the pure-Python parser does, whichever parser found it
+        documents, error = _read(path, text, _PURE_LOADER, variables, local)
+    problems += local
+    if error is not None:
+        problems.append(_yaml_error_problem(path, text, error))
+    elif not documents and not local and not allow_empty:
         problems.append(Problem("file holds no YAML documents; write a manifest or remove the file",
                                 path=path, line=1, col=1))
     return documents
