@@ -31,6 +31,8 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Databricks only substitutes a secret when the whole value is exactly one reference.
 SECRET_REF = re.compile(r"\{\{secrets/([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})\}\}")
 SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
+# Something meant as a secret reference: `{{secrets/`, `{{ secrets/`, `{secrets/`...
+SECRET_REF_ATTEMPT = re.compile(r"\{+\s*secrets\s*/", re.IGNORECASE)
 RESERVED_TAGS = (MANAGED_BY_TAG, STACK_TAG)
 
 
@@ -50,7 +52,9 @@ def _check_model(loaded: Loaded[RegisteredModel]) -> list[Problem]:
     for alias in loaded.manifest.spec.aliases or {}:
         loc = ("spec", "aliases", alias)
         if not ALIAS_NAME.fullmatch(alias):
-            problems.append(loaded.problem(loc, f"alias '{alias}': use letters, digits and underscores only", key=True))
+            suggestion = re.sub(r"[^A-Za-z0-9_]", "_", alias)
+            problems.append(loaded.problem(loc, f"alias '{alias}' is invalid; use letters, digits and underscores "
+                                                f"only (e.g. '{suggestion}')", key=True))
         elif RESERVED_ALIAS.fullmatch(alias):
             problems.append(loaded.problem(loc, f"alias '{alias}' is reserved by MLflow; choose another name", key=True))
     return problems
@@ -70,10 +74,14 @@ def default_entity_name(entity_name: str, version: str) -> str:
 def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> list[Problem]:
     spec = loaded.manifest.spec
     problems: list[Problem] = []
-    if not ENDPOINT_NAME.fullmatch(loaded.name):
+    if len(loaded.name) > 63:
         problems.append(loaded.problem(
             ("metadata", "name"),
-            f"endpoint name '{loaded.name}' is invalid; use letters, digits, '-' and '_' only, at most 63 characters"))
+            f"endpoint name '{loaded.name}' is {len(loaded.name)} characters long; shorten it to at most 63"))
+    elif not ENDPOINT_NAME.fullmatch(loaded.name):
+        problems.append(loaded.problem(
+            ("metadata", "name"),
+            f"endpoint name '{loaded.name}' is invalid; use letters, digits, '-' and '_' only"))
     names: dict[str, int] = {}
     for i, entity in enumerate(spec.served_entities):
         loc = ("spec", "served_entities", i)
@@ -83,8 +91,10 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
         if name is None:
             continue
         if name in names:
+            default = "" if entity.name else " (the default name, <model>-<version>)"
             problems.append(loaded.problem(loc + (("name",) if entity.name else ()),
-                                           f"served entity name '{name}' is used twice; give each entity its own name"))
+                                           f"served entity name '{name}'{default} is used twice; give each "
+                                           "entity its own name"))
         names[name] = i
     problems += _check_traffic(loaded, names)
     for key in spec.tags or {}:
@@ -94,15 +104,22 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
     seen: dict[str, int] = {}
     for i, permission in enumerate(spec.permissions or []):
         loc = ("spec", "permissions", i)
-        given = [k for k in ("user_name", "group_name", "service_principal_name") if getattr(permission, k)]
-        if len(given) != 1:
-            problems.append(loaded.problem(loc, "a permission names exactly one of user_name, group_name, "
-                                                "service_principal_name"))
+        given = [k for k in ("user_name", "group_name", "service_principal_name")
+                 if getattr(permission, k) is not None]
+        if not given:
+            problems.append(loaded.problem(loc, "permission names no principal; add one of user_name, group_name "
+                                                "or service_principal_name"))
+            continue
+        if len(given) > 1:
+            problems.append(loaded.problem(loc + (given[1],), f"permission names both {given[0]} and {given[1]}; "
+                                                              "write one entry per principal"))
             continue
         principal = principal_of(permission)
         if principal in seen:
-            problems.append(loaded.problem(loc, f"{principal.replace(':', ' ')} is listed twice; give each "
-                                                "principal one permission_level"))
+            first = loaded.source.position(("spec", "permissions", seen[principal]))
+            problems.append(loaded.problem(loc, f"{principal.replace(':', ' ')} is listed twice (first at line "
+                                                f"{first.line}); give each principal one permission_level"))
+            continue
         seen[principal] = i
     return problems
 
@@ -114,12 +131,17 @@ def _check_entity(loaded: Loaded[ServingEndpoint], i: int, manifests: Manifests)
     if not UC_THREE_PART.fullmatch(entity.entity_name):
         problems.append(loaded.problem(loc + ("entity_name",), _uc_name_message(entity.entity_name)))
     if entity.alias is not None and entity.entity_version is not None:
-        problems.append(loaded.problem(loc + ("alias",), "set either alias or entity_version, not both"))
+        problems.append(loaded.problem(loc + ("alias",), "served entity sets both alias and entity_version; keep "
+                                                         "one (alias follows the alias, entity_version pins a "
+                                                         "version)"))
     elif entity.alias is None and entity.entity_version is None:
-        problems.append(loaded.problem(loc, "served entity needs entity_version or alias (e.g. alias: champion)"))
+        problems.append(loaded.problem(loc, "served entity names no model version; add alias: <name> (e.g. alias: champion) "
+                                            'or entity_version: "<number>"'))
     elif entity.alias is not None:
         model = manifests.models.get(entity.entity_name)
-        if model is None:
+        if model is None and entity.entity_name in manifests.invalid_models:
+            pass  # its manifest has problems of its own, already reported
+        elif model is None:
             problems.append(loaded.problem(
                 loc + ("alias",),
                 f"alias '{entity.alias}' of model '{entity.entity_name}' is not defined by any manifest; add a "
@@ -136,7 +158,7 @@ def _check_entity(loaded: Loaded[ServingEndpoint], i: int, manifests: Manifests)
         if not ENV_NAME.fullmatch(key):
             problems.append(loaded.problem(env_loc, f"environment variable name '{key}' is invalid; use letters, "
                                                     "digits and '_' and do not start with a digit", key=True))
-        if "{{" in value and "secrets" in value and not SECRET_REF.fullmatch(value):
+        if SECRET_REF_ATTEMPT.search(value) and not SECRET_REF.fullmatch(value):
             problems.append(loaded.problem(env_loc, f"environment variable '{key}': malformed secret reference; "
                                                     "the whole value must be {{secrets/<scope>/<key>}}"))
         elif SECRET_LOOKING_NAME.fullmatch(key) and not SECRET_REF.fullmatch(value):
@@ -151,7 +173,8 @@ def _check_traffic(loaded: Loaded[ServingEndpoint], names: dict[str, int]) -> li
     if spec.traffic_config is None:
         if len(spec.served_entities) > 1:
             return [loaded.problem(("spec", "served_entities"),
-                                   "traffic_config is required when an endpoint serves more than one entity")]
+                                   "traffic_config is required when an endpoint serves more than one entity; add "
+                                   "traffic_config.routes with each served entity's traffic_percentage")]
         return []
     problems = []
     routes = spec.traffic_config.routes
@@ -160,7 +183,8 @@ def _check_traffic(loaded: Loaded[ServingEndpoint], names: dict[str, int]) -> li
         return [loaded.problem(loc, "traffic_config.routes is empty; route 100% of traffic to the served entities")]
     total = sum(r.traffic_percentage for r in routes)
     if total != 100:
-        problems.append(loaded.problem(loc, f"traffic percentages add up to {total}, not 100"))
+        problems.append(loaded.problem(loc, f"traffic percentages add up to {total}, not 100; change them so "
+                                            "they add up to 100"))
     routed: set[str] = set()
     for i, route in enumerate(routes):
         if route.served_entity_name in routed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.model import API_VERSION, KINDS, RegisteredModel, ServingEndpoint
-from reconciler.manifests.yamlsource import Loc, SourceDocument, read_documents
+from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
 
 T = TypeVar("T", RegisteredModel, ServingEndpoint)
 SUFFIXES = (".yaml", ".yml")
@@ -43,6 +44,9 @@ class Manifests:
     models: dict[str, Loaded[RegisteredModel]] = field(default_factory=dict)
     endpoints: dict[str, Loaded[ServingEndpoint]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # Names of RegisteredModel documents that failed validation: cross-checks must not then claim
+    # that nothing defines them (the real problem is already reported).
+    invalid_models: set[str] = field(default_factory=set)
 
     @property
     def count(self) -> int:
@@ -84,6 +88,10 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str]) -> Manife
         for source in read_documents(path, raw, variables, problems):
             loaded = _validate(source, problems)
             if loaded is None:
+                data = source.data
+                if isinstance(data, dict) and data.get("kind") == "RegisteredModel" \
+                        and isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
+                    manifests.invalid_models.add(data["metadata"]["name"])
                 continue
             table: dict[str, Any] = manifests.models if loaded.manifest.kind == "RegisteredModel" else manifests.endpoints
             first = table.get(loaded.name)
@@ -95,7 +103,12 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str]) -> Manife
                     f"{where.line}:{where.col}); keep one"))
                 continue
             table[loaded.name] = loaded
-    problems += check_manifests(manifests)
+    # A value already reported while reading the YAML (an undefined variable, a disallowed tag) is a
+    # stand-in: a cross-check tripping over it would only say the same thing again.
+    stand_ins = {(loaded.source.path, pos) for table in (manifests.models, manifests.endpoints)
+                 for loaded in table.values() for pos in loaded.source.flagged_positions()}
+    problems += [p for p in check_manifests(manifests)
+                 if (p.path, Position(p.line or 1, p.col or 1)) not in stand_ins]
     if problems:
         raise ReconcilerError(problems)
     return manifests
@@ -105,24 +118,39 @@ def _validate(source: SourceDocument, problems: list[Problem]) -> Loaded[Any] | 
     data = source.data
     kinds = ", ".join(KINDS)
     if not isinstance(data, dict):
-        problems.append(source.problem((), "a manifest must be a mapping with apiVersion, kind, metadata and spec"))
+        what = "a list" if isinstance(data, list) else "a plain value"
+        problems.append(source.problem((), f"this document is {what}, not a manifest; write a mapping with "
+                                           "apiVersion, kind, metadata and spec (separate manifests with ---)"))
         return None
+    envelope: list[Problem] = []
+    version = data.get("apiVersion")
+    if "apiVersion" not in data:
+        envelope.append(source.problem((), f"missing 'apiVersion'; add apiVersion: {API_VERSION}"))
+    elif version != API_VERSION and not source.already_reported(("apiVersion",)):
+        envelope.append(source.problem(("apiVersion",), f"apiVersion {_show(version)} is not supported; write "
+                                                        f"apiVersion: {API_VERSION}"))
     kind = data.get("kind")
-    if kind is None:
-        problems.append(source.problem((), f"missing 'kind'; set it to one of: {kinds}"))
-        return None
-    if kind not in KINDS:
-        problems.append(source.problem(("kind",), f"unknown kind '{kind}'; expected one of: {kinds}"))
-        return None
-    if data.get("apiVersion") != API_VERSION:
-        where = ("apiVersion",) if "apiVersion" in data else ()
-        problems.append(source.problem(where, f"apiVersion must be '{API_VERSION}'"))
+    if "kind" not in data:
+        envelope.append(source.problem((), f"missing 'kind'; add kind: {' or kind: '.join(KINDS)}"))
+    elif not isinstance(kind, str):
+        if not source.already_reported(("kind",)):
+            what = "a list" if isinstance(kind, list) else "a mapping" if isinstance(kind, dict) else _show(kind)
+            envelope.append(source.problem(("kind",), f"kind is {what}; write kind: {' or kind: '.join(KINDS)}"))
+    elif kind not in KINDS:
+        if not source.already_reported(("kind",)):
+            close = difflib.get_close_matches(str(kind), list(KINDS), n=1, cutoff=0.7)
+            fix = f"did you mean '{close[0]}'?" if close else f"expected one of: {kinds}"
+            envelope.append(source.problem(("kind",), f"unknown kind {_show(kind)}; {fix}"))
+    if envelope or not isinstance(kind, str) or kind not in KINDS:
+        problems += envelope
         return None
     try:
         return Loaded(KINDS[kind].model_validate(data), source)
     except ValidationError as exc:
         for error in exc.errors():
-            problems.append(_problem_from_pydantic(source, KINDS[kind], error))
+            loc = tuple(p for p in error["loc"] if p != "[key]")
+            if not source.already_reported(loc, missing=error["type"] == "missing"):
+                problems.append(_problem_from_pydantic(source, KINDS[kind], error))
         return None
 
 
@@ -171,10 +199,35 @@ _HINTS = {
     "string_type": "quote the value if it is meant as text",
     "bool_type": "use true or false",
     "int_type": "use a whole number without quotes",
-    "dict_type": "write a mapping (key: value lines)",
-    "list_type": "write a list (lines starting with '- ')",
-    "model_type": "write a mapping of fields",
+    "dict_type": "write key: value lines, indented below it",
+    "model_type": "write its fields on the lines below, indented",
+    "list_type": "write one item per line, each starting with '- '",
 }
+
+# What to write when a required field is missing, by field name.
+_REQUIRED_EXAMPLES = {
+    "metadata": "metadata: with the object's name",
+    "spec": "spec: with the object's settings",
+    "served_entities": "served_entities: with at least one entity (entity_name, and alias or entity_version)",
+    "entity_name": "entity_name: catalog.schema.model",
+    "routes": "routes: with one served_entity_name and traffic_percentage per served entity",
+    "served_entity_name": "served_entity_name: naming one of the endpoint's served entities",
+    "traffic_percentage": "traffic_percentage: a whole number from 0 to 100",
+    "permission_level": "permission_level: CAN_QUERY, CAN_VIEW or CAN_MANAGE",
+    "enabled": "enabled: true or false",
+    "behavior": "behavior: BLOCK, MASK or NONE",
+}
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML, shortened."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    return str(value)[:60]
 
 
 def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error: Any) -> Problem:
@@ -189,10 +242,43 @@ def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error
         return source.problem(loc, f"unknown field '{loc[-1]}' in {where}; {fix}", key=True)
     if kind == "missing":
         where = _dotted(loc[:-1]) or "document"
-        return source.problem(loc[:-1], f"missing required field '{loc[-1]}' in {where}")
-    message = error["msg"].replace("Input should be", "should be")
-    # Never echo an environment variable's value back: it may be a credential.
-    shown = "" if "environment_vars" in loc or isinstance(error.get("input"), (dict, list)) \
-        else f" (got {error.get('input')!r:.60})"
+        name = str(loc[-1])
+        if name == "name" and loc[:-1] == ("metadata",):
+            example = "name: catalog.schema.model" if model is RegisteredModel else "name: the endpoint's name"
+        else:
+            example = _REQUIRED_EXAMPLES.get(name, f"{name}:")
+        return source.problem(loc[:-1], f"missing required field '{name}' in {where}; add {example}")
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
     hint = _HINTS.get(kind)
+    message = error["msg"].replace("Input should be", "should be")
+    if kind in ("model_type", "dict_type"):
+        message = "should be a mapping of fields" if kind == "model_type" else "should be a mapping"
+    elif kind == "list_type":
+        message = "should be a list"
+    elif kind == "too_short":
+        least = ctx.get("min_length", 1)
+        message = f"should have at least {least} item{'s' if least != 1 else ''}"
+        hint = "add one"
+    elif kind == "string_pattern_mismatch" and ctx.get("pattern") == r"^[1-9][0-9]*$":
+        message = 'should be a model version number such as "3"'
+        hint = "to serve the version an alias points at, write alias: <name> instead"
+    elif kind in ("greater_than_equal", "less_than_equal"):
+        hint = f"use {ctx['ge']} or more" if "ge" in ctx else f"use {ctx.get('le')} or less"
+    elif kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        text = str(value).lower()
+        same = [c for c in choices if c.lower() == text]
+        prefixed = [c for c in choices if c.lower().startswith(text)]
+        close = same or (prefixed if len(prefixed) == 1 else []) or \
+            ([] if prefixed else difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6))
+        hint = f"did you mean '{close[0]}'?" if close else "use one of those"
+    # Never echo an environment variable's value back: it may be a credential.
+    if "environment_vars" in loc or isinstance(value, (dict, list)):
+        shown = ""
+    elif value is None:
+        shown = " (got an empty value)"
+        hint = hint if kind in ("model_type", "dict_type", "list_type") else "write a value after the colon"
+    else:
+        shown = f" (got {_show(value)})"
     return source.problem(loc, f"{_dotted(loc)}: {message}{shown}" + (f"; {hint}" if hint else ""))

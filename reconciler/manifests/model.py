@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 API_VERSION = "reconciler/v1"
 MANAGED_BY_TAG = "managed-by"
@@ -31,7 +31,12 @@ def _version_to_str(value: Any) -> Any:
     return value
 
 
-VersionString = Annotated[str, BeforeValidator(_version_to_str), Field(pattern=r"^[1-9][0-9]*$")]
+VersionString = Annotated[
+    str, BeforeValidator(_version_to_str), Field(pattern=r"^[1-9][0-9]*$"),
+    # What the loader accepts: "3" or 3 (the generated schema would say "any string", losing both).
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[1-9][0-9]*$"}, {"type": "integer", "minimum": 1}],
+                    "description": 'A model version number: "3" (or 3).'}),
+]
 WorkloadType = Literal["CPU", "CPU_MEDIUM", "CPU_LARGE", "GPU_SMALL", "GPU_MEDIUM", "GPU_LARGE",
                        "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM"]
 PermissionLevel = Literal["CAN_MANAGE", "CAN_QUERY", "CAN_VIEW"]
