@@ -35,8 +35,12 @@ for a server in another process:
     POST /__sim/update-seconds           {"seconds": 2.0}
     POST /__sim/seed                     a seed document (below)
     POST /__sim/tokens                   {"token": "viewer-token", "read_only": true}
+    POST /__sim/log-responses            {"on": true}
 The request log holds `/api/` calls only (not `/.well-known` nor `/__sim`), in completion order;
-`status` is None for a dropped connection and `fault` names the injected fault, if any.
+`status` is None for a dropped connection and `fault` names the injected fault, if any. With
+`log_responses` on, each handled request also has `response: {status, body}`, what the handler
+answered, even when a `drop_after` fault then kept it from the client: that is how a test tells a
+write that landed from one that did not, and sees what a read showed at that moment.
 
 Seed format (YAML or JSON; every key optional, no other top-level key allowed):
 
@@ -107,6 +111,7 @@ class LocalWorkspace:
             self.state.add_seed(seed)
         self.token = token
         self.latency_ms = latency_ms
+        self.log_responses = False  # see the module docstring: for reliability tests
         self.faults = Faults()
         self.faults.configure(fault_rate, fault_seed)
         self._tokens: dict[str, bool] = {token: False}  # token -> read only
@@ -257,6 +262,8 @@ class LocalWorkspace:
                 self.set_update_seconds(float(body.get("seconds", 0.0)))
             elif (method, action) == ("POST", "/seed"):
                 self.add_seed(body)
+            elif (method, action) == ("POST", "/log-responses"):
+                self.log_responses = bool(body.get("on", True))
             elif (method, action) == ("POST", "/tokens"):
                 self.add_token(str(body["token"]), read_only=bool(body.get("read_only", False)))
             else:
@@ -348,6 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
                 response = _fault_response(fault, workspace.faults.plan.retry_after)
             else:
                 response = workspace.answer(self.command, path, query, raw, headers)
+                if workspace.log_responses:
+                    entry["response"] = {"status": response.status,
+                                         "body": response.body if isinstance(response.body, dict) else None}
             if fault == "drop_after":
                 self._drop()
                 return
