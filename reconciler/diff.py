@@ -57,6 +57,8 @@ _INDEX = re.compile(r"\[(\d+)\]$")
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
     """All differences, sorted by path. Lists (e.g. rate limits) are compared whole."""
+    if before == after:  # most objects of most plans: skip DeepDiff's set-up, ~1 ms an object
+        return []
     from deepdiff import DeepDiff
 
     result = DeepDiff(before, after, view="tree", ignore_order=False, verbose_level=2)
