@@ -5,6 +5,10 @@ parallel, each one: wait for an update already in progress, then tags, AI gatewa
 and last the config write, then wait for it to finish; (3) alias moves linked to endpoints, only
 if every endpoint they wait for now serves the new version healthily; (4) pruned endpoints.
 
+`--parallelism` bounds concurrent API calls, not endpoints in flight: an endpoint waiting for its
+update holds no slot, so 50 endpoints that each take 5 minutes to update take 5 minutes together,
+not ceil(50 / parallelism) times 5 minutes.
+
 Re-running is always safe: each object's writes are re-derived from a fresh read with the same
 planner functions (a write that already landed is simply not needed any more), and with a saved
 plan every object is first checked against the fingerprint it had when the plan was made.
@@ -35,6 +39,8 @@ from reconciler.workspace import Workspace
 
 FIRST_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 10.0
+# Endpoints applied at once; each mostly sleeps between polls, so this is not --parallelism.
+MAX_ENDPOINTS_IN_FLIGHT = 256
 
 
 @dataclass
@@ -74,7 +80,7 @@ class EndpointFailed(Exception):
 
 class Executor:
     def __init__(self, workspace: Workspace, plan: Plan, options: ApplyOptions, progress: Progress) -> None:
-        self.ws = workspace
+        self.ws = _Throttled(workspace, threading.BoundedSemaphore(max(1, options.parallelism)))
         self.plan = plan
         self.options = options
         self.progress = progress
@@ -94,17 +100,21 @@ class Executor:
             self._refuse_if_stale(changes)
         models = [c for c in changes if c.kind == "registered_model"]
         endpoints = [c for c in changes if c.kind == "serving_endpoint" and c.action is not Action.DELETE]
-        self._parallel(models, lambda c: self._apply_model(c, linked=False))
-        self._parallel(endpoints, self._apply_endpoint)
+        # A model whose every operation waits for an endpoint has nothing to do before phase 3.
+        self._parallel([c for c in models if any(not op.after for op in c.operations)],
+                       lambda c: self._apply_model(c, linked=False))
+        self._parallel(endpoints, self._apply_endpoint, in_flight=MAX_ENDPOINTS_IN_FLIGHT)
         self._parallel([c for c in models if any(op.after for op in c.operations)],
                        lambda c: self._apply_model(c, linked=True))
         self._parallel([c for c in changes if c.action is Action.DELETE], self._delete_endpoint)
         return [self.outcomes[c.address] for c in changes if c.address in self.outcomes]
 
-    def _parallel(self, changes: list[Change], fn: Callable[[Change], None]) -> None:
+    def _parallel(self, changes: list[Change], fn: Callable[[Change], None], *, in_flight: int = 0) -> None:
+        """Run `fn` per change on `in_flight` threads (default: --parallelism); API calls are
+        bounded by --parallelism either way (see `_Throttled`)."""
         if not changes:
             return
-        with ThreadPoolExecutor(max_workers=max(1, min(self.options.parallelism, len(changes)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(in_flight or self.options.parallelism, len(changes)))) as pool:
             list(pool.map(lambda c: self._guard(c, fn), changes))
 
     def _guard(self, change: Change, fn: Callable[[Change], None]) -> None:
@@ -335,6 +345,24 @@ class Executor:
     def _delete_endpoint(self, change: Change) -> None:
         self.ws.delete_endpoint(change.name)
         self._wrote(change.address, f"delete_endpoint({change.name})")
+
+
+class _Throttled:
+    """The workspace, with at most `--parallelism` of its calls running at once."""
+
+    def __init__(self, workspace: Workspace, slots: threading.BoundedSemaphore) -> None:
+        self._workspace = workspace
+        self._slots = slots
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._workspace, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._slots:
+                return attribute(*args, **kwargs)
+        return call
 
 
 def _updating(api: dict[str, Any]) -> bool:
