@@ -86,6 +86,7 @@ class Executor:
         self.progress = progress
         self.outcomes: dict[str, Outcome] = {}
         self.polls: dict[str, int] = {}
+        self.served: dict[str, dict[str, Any]] = {}  # endpoint name -> the read that showed it serving
 
     # ---- entry point -----------------------------------------------------------------------------
 
@@ -179,9 +180,36 @@ class Executor:
                 self._skip(change.address, f"{op.description} not done: {', '.join(waiting[op.args['alias']])} "
                                            "did not finish serving the new version")
                 continue
+            not_serving = self._not_serving(linked_aliases[op.args["alias"]], change.name, op.args.get("version")) \
+                if linked else ""
+            if not_serving:
+                self._skip(change.address, f"{op.description} not done: {not_serving}")
+                continue
             self._model_write(change.name, op.name, op.args)
             self._wrote(change.address, op.description)
         self.outcomes.setdefault(change.address, Outcome(change.address, "unchanged"))
+
+    def _not_serving(self, addresses: list[str], model: str, version: Any) -> str:
+        """Why the endpoints an alias move waits for do not serve `model` `version` healthily now
+        ("" when they all do). The ones this run updated were just seen serving it; any other (an
+        update left in progress by an interrupted run, which the plan linked) is waited for and
+        looked at now, so an alias never points at a version that is not being served."""
+        reasons = []
+        for address in addresses:
+            name = address.split(".", 1)[1]
+            api = self.served.get(name)
+            if api is None:
+                deadline = time.monotonic() + self.options.timeout_seconds
+                api = self._wait(name, address, deadline, check_failure=False) if self.options.wait \
+                    else self.ws.get_endpoint(name) or {}
+            state = api.get("state") or {}
+            served = {(e.get("entity_name"), e.get("entity_version"))
+                      for e in (api.get("config") or {}).get("served_entities") or []}
+            if state.get("ready") != "READY" or state.get("config_update") != "NOT_UPDATING" or \
+                    (version is not None and (model, str(version)) not in served):
+                reasons.append(f"{name} does not serve version {version} healthily "
+                               f"(config_update {state.get('config_update')})")
+        return "; ".join(reasons)
 
     def _skip(self, address: str, detail: str) -> None:
         outcome = self.outcomes.setdefault(address, Outcome(address, "skipped"))
@@ -305,6 +333,7 @@ class Executor:
         api = self._wait(name, address, deadline, check_failure=True)
         if (api.get("state") or {}).get("ready") != "READY":
             raise EndpointFailed("update finished but the endpoint is NOT_READY")
+        self.served[name] = api
         self.progress(address, "serving (READY, NOT_UPDATING)")
 
     def _wait(self, name: str, address: str, deadline: float, *, check_failure: bool) -> dict[str, Any]:

@@ -8,7 +8,17 @@ exits 1; nothing else is allowed to reach the terminal as a traceback.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Characters that end or break a line on a terminal or in a CI log (str.splitlines() splits on them).
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (`\\r`, `\\x1b`): a value quoted
+    from a manifest (a route named "\\r") must not split a problem over lines or colour a terminal."""
+    return _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass(frozen=True)
@@ -22,11 +32,12 @@ class Problem:
     subject: str | None = None  # e.g. "serving_endpoint.support-agent" when there is no file
 
     def __str__(self) -> str:
+        message = one_line(self.message)
         if self.path is not None:
-            return f"{self.path}:{self.line or 1}:{self.col or 1}: {self.message}"
+            return f"{self.path}:{self.line or 1}:{self.col or 1}: {message}"
         if self.subject is not None:
-            return f"{self.subject}: {self.message}"
-        return self.message
+            return f"{one_line(self.subject)}: {message}"
+        return message
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.path or self.subject or "", self.line or 0, self.col or 0, self.message)

@@ -92,6 +92,8 @@ class ApplyLock:
             if self.ws.create_file(self.path, self._content(), overwrite=False):
                 break
             current = self._read()
+            if current is not None and current.get("token") == self.token:
+                break  # our create landed but its answer was lost, so the SDK's retry met it: ours
             if current is not None and _abandoned(current):
                 if self._read() == current:  # still the same expired lease: steal it
                     self.ws.delete_file(self.path)

@@ -316,11 +316,13 @@ def make_plan(manifests: Manifests, live: Any, *, stack: str | None, prune: bool
 def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
                       resolved: dict[str, list[str]]) -> None:
     """An alias that an endpoint serves through moves only after that endpoint serves the new
-    version; the plan shows both ends of the link."""
+    version; the plan shows both ends of the link. An update in progress (left by an interrupted
+    apply, or started elsewhere) does not serve its pending version yet: the move waits for it too."""
     by_address = {c.address: c for c in changes}
     for name, loaded in sorted(manifests.endpoints.items()):
         endpoint = by_address[f"serving_endpoint.{name}"]
-        if endpoint.action in (Action.NOOP, Action.DELETE):
+        in_progress = ((live.endpoints.get(name) or {}).get("state") or {}).get("config_update") == "IN_PROGRESS"
+        if endpoint.action is Action.DELETE or (endpoint.action is Action.NOOP and not in_progress):
             continue
         # Removing an alias is a move too: it waits until the endpoints serving the model are done.
         for served in {e.entity_name for e in loaded.manifest.spec.served_entities}:
@@ -331,7 +333,7 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
         live_entities = live_endpoint(live.endpoints[name])["served_entities"] if live.endpoints.get(name) else {}
         for entity, version in zip(loaded.manifest.spec.served_entities, resolved[name], strict=True):
             key = entity.name or default_entity_name(entity.entity_name, version)
-            if entity.alias is None or live_entities.get(key, {}).get("entity_version") == version:
+            if entity.alias is None or (live_entities.get(key, {}).get("entity_version") == version and not in_progress):
                 continue
             model = by_address.get(f"registered_model.{entity.entity_name}")
             for op in model.operations if model else []:
