@@ -49,10 +49,10 @@ def _read_var_file(path: str, problems: list[Problem]) -> dict[str, str]:
             if not _NAME.fullmatch(name):
                 problems.append(document.problem((name,), f"variable name '{name}' is invalid; use letters, digits, "
                                                           "'_' and '-', starting with a letter or '_'", key=True))
-            elif text is None:
+            elif text is None and not document.already_reported((name,)):
                 problems.append(document.problem((name,), f"variable '{name}' must be a plain value (text, number "
                                                           "or true/false), not a list, mapping or null"))
-            else:
+            elif text is not None:
                 result[name] = text
     return result
 

@@ -304,8 +304,9 @@ class _DocumentBuilder:
         if node.tag != _CORE + "str":
             return self.constructor.construct_object(node)
         text, ok = self._substitute(node, loc)
-        if ok and node.style is None and _VAR.fullmatch(node.value):
-            # An unquoted `${var.x}` takes the type of what it stands for, as if written there.
+        if ok and text and node.style is None and _VAR.fullmatch(node.value):
+            # An unquoted `${var.x}` takes the type of what it stands for, as if written there
+            # (`--var pct=90` gives 90, `--var on=true` gives true); an empty value stays "".
             tag = self.constructor.resolve(ScalarNode, text, (True, False))
             if tag in _SCALAR_TAGS and tag != _CORE + "timestamp":
                 return self.constructor.construct_object(ScalarNode(tag, text))
