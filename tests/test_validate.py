@@ -200,6 +200,21 @@ def test_just_under_the_size_limit_stops_early(body: str, expected: str, tmp_pat
     assert (code, err.splitlines()) == (1, [expected])
 
 
+def test_a_file_of_many_tiny_documents_stops_at_the_document_limit(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """400,000 documents of two problems each took 24 s and printed 800,000 lines."""
+    (tmp_path / "tiny.yaml").write_text("a: 1\n---\n" * 400_000)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_in_process(["validate", "tiny.yaml"], capsys)
+    lines = err.splitlines()
+    assert code == 1
+    assert lines[:2] == ["tiny.yaml:1:1: missing 'apiVersion'; add apiVersion: reconciler/v1",
+                         "tiny.yaml:1:1: missing 'kind'; add kind: RegisteredModel or kind: ServingEndpoint"]
+    assert len(lines) == 2 * 10_000 + 1
+    assert lines[-1] == "tiny.yaml:20001:1: file holds more than 10000 documents; split it into several files"
+
+
 def test_problems_in_every_file_and_document_in_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a.yaml").write_text("kind: RegisteredModel\n---\n- x\n")

@@ -9,8 +9,9 @@ It also owns the defences a loader reading untrusted files needs: only the YAML 
 `safe_load` accepts, duplicate keys are errors (PyYAML silently keeps the last), nesting is
 bounded while parsing (so a file of a million `[` neither recurses nor runs for minutes), every
 document has a value budget (counted while composing, and again while aliases are expanded:
-"billion laughs"), and files must be UTF-8 text of sane size. `${var.NAME}` placeholders are
-substituted in scalar values here, where the position of an undefined variable is still known.
+"billion laughs"), a file holds at most 10,000 documents, and files must be UTF-8 text of sane
+size. `${var.NAME}` placeholders are substituted in scalar values here, where the position of an
+undefined variable is still known.
 
 Parsing uses libyaml's C parser when PyYAML has it (several times faster) and PyYAML's pure-Python
 parser otherwise. Both produce the same events and marks; when a file has a syntax error it is
@@ -42,6 +43,7 @@ from reconciler.errors import Problem
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_NODES_PER_DOCUMENT = 50_000
+MAX_DOCUMENTS_PER_FILE = 10_000
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -419,6 +421,9 @@ def _read(path: str, text: str, loader: type, variables: Mapping[str, str] | Non
     documents: list[SourceDocument] = []
     try:
         for index, root in enumerate(_Composer().documents(yaml.parse(text, Loader=loader))):
+            if index == MAX_DOCUMENTS_PER_FILE:
+                raise _Refused(problem=f"file holds more than {MAX_DOCUMENTS_PER_FILE} documents; split it into "
+                                       "several files", problem_mark=root.start_mark)
             if isinstance(root, ScalarNode) and root.tag == _CORE + "null":
                 continue  # an empty document (e.g. a trailing `---`) is nothing, as in kubectl
             document = _DocumentBuilder(path, index, variables, problems).build(root)
