@@ -316,6 +316,8 @@ class _DocumentBuilder:
 
     def _substitute(self, node: ScalarNode, loc: Loc) -> tuple[str, bool]:
         ok = True
+        # An environment value may be a credential (a password with a '$' in it): never quote it.
+        hidden = "environment_vars" in loc
 
         def replace(match: re.Match[str]) -> str:
             nonlocal ok
@@ -324,15 +326,16 @@ class _DocumentBuilder:
                 return "${"
             if text == "${":
                 ok = False
-                rest = node.value[match.start():][:40]
-                self._fail(node, f"'{rest}' opens '${{' but never closes it; write ${{var.NAME}}, or $${{ for a "
+                rest = "this value" if hidden else f"'{node.value[match.start():][:40]}'"
+                self._fail(node, f"{rest} opens '${{' but never closes it; write ${{var.NAME}}, or $${{ for a "
                                  "literal '${'", loc)
                 return text
             inner = match.group(1)
             name = _VAR_NAME.fullmatch(inner)
             if not name:
                 ok = False
-                self._fail(node, f"'${{{inner}}}' is not a variable reference; write ${{var.NAME}}, "
+                what = "this value has a '${...}' that" if hidden else f"'${{{inner}}}'"
+                self._fail(node, f"{what} is not a variable reference; write ${{var.NAME}}, "
                                  "or $${ for a literal '${'", loc)
                 return text
             assert self.variables is not None
