@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.errors import ReconcilerError
+from reconciler.manifests import yamlsource
 from reconciler.manifests.loader import load_manifests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,6 +165,20 @@ def test_structural_mutations(workdir: Path, docs: list[Any]) -> None:
 @given(raw=mutated_text())
 def test_text_mutations(workdir: Path, raw: bytes) -> None:
     check(workdir, raw)
+
+
+@pytest.mark.skipif(yamlsource._FAST_LOADER is None, reason="PyYAML is built without libyaml here")
+@FUZZ
+@given(raw=mutated_text())
+def test_libyaml_and_pure_python_parsers_agree(workdir: Path, raw: bytes) -> None:
+    """The same file gives the same verdict and messages whichever parser PyYAML offers."""
+    fast = check(workdir, raw)
+    saved, yamlsource._FAST_LOADER = yamlsource._FAST_LOADER, None
+    try:
+        pure = check(workdir, raw)
+    finally:
+        yamlsource._FAST_LOADER = saved
+    assert fast == pure
 
 
 @settings(FUZZ, max_examples=60)

@@ -14,9 +14,9 @@ size. `${var.NAME}` placeholders are substituted in scalar values here, where th
 undefined variable is still known.
 
 Parsing uses libyaml's C parser when PyYAML has it (several times faster) and PyYAML's pure-Python
-parser otherwise. Both produce the same events and marks; when a file has a syntax error it is
-parsed again with the pure-Python parser, so the message a user sees does not depend on how PyYAML
-was built.
+parser otherwise. Both produce the same events and marks; a file with a syntax error is parsed
+again with the pure-Python parser, and a file with a tab goes to it directly (libyaml accepts tabs
+where PyYAML does not), so what a user sees does not depend on how PyYAML was built.
 """
 
 from __future__ import annotations
@@ -447,8 +447,11 @@ def read_documents(path: str, raw: bytes, variables: Mapping[str, str] | None,
     if text is None:
         return []
     local: list[Problem] = []
-    documents, error = _read(path, text, _FAST_LOADER or _PURE_LOADER, variables, local)
-    if error is not None and _FAST_LOADER is not None and not isinstance(error, _Refused):
+    # libyaml accepts a tab after ':' or inside a plain value, where PyYAML's own parser refuses it;
+    # a file with a tab goes to the pure-Python parser so the verdict never depends on the build.
+    fast = _FAST_LOADER if _FAST_LOADER is not None and "\t" not in text else None
+    documents, error = _read(path, text, fast or _PURE_LOADER, variables, local)
+    if error is not None and fast is not None and not isinstance(error, _Refused):
         local = []  # say it the way the pure-Python parser does, whichever parser found it
         documents, error = _read(path, text, _PURE_LOADER, variables, local)
     problems += local
