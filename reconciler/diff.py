@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.manifests.checks import SECRET_LOOKING_NAME, SECRET_REF
+from reconciler.manifests.checks import plain_credential
 from reconciler.normalize import MAPS
 
 HIDDEN = "(plain value hidden)"
@@ -43,7 +43,7 @@ def _render(parts: list[Any]) -> str:
 def _mask(parts: list[Any], value: Any) -> Any:
     """Never show a plain credential that someone put in an environment variable live."""
     if len(parts) >= 2 and parts[-2] == "environment_vars" and isinstance(value, str):
-        if SECRET_LOOKING_NAME.fullmatch(str(parts[-1])) and not SECRET_REF.fullmatch(value):
+        if plain_credential(str(parts[-1]), value):
             return HIDDEN
     if parts and parts[-1] == "environment_vars" and isinstance(value, dict):
         return {k: _mask(parts + [k], v) for k, v in value.items()}

@@ -59,10 +59,10 @@ from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.checks import (
     ALIAS_NAME,
     RESERVED_ALIAS,
-    SECRET_LOOKING_NAME,
     SECRET_REF,
     UC_THREE_PART,
     default_entity_name,
+    plain_credential,
 )
 from reconciler.manifests.model import (
     API_VERSION,
@@ -430,7 +430,7 @@ def _env_value(doc: Document, loc: Loc, endpoint: str, entity: str, key: str, va
                warnings: list[str]) -> str:
     if SECRET_REF.fullmatch(value):
         return value
-    looks_secret = SECRET_LOOKING_NAME.fullmatch(key) is not None
+    looks_secret = plain_credential(key, value)
     malformed_ref = "{{" in value and "secrets" in value
     if not (looks_secret or malformed_ref):
         return _template_value(value, options.variables, uc=True)

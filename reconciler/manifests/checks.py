@@ -31,9 +31,24 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Databricks only substitutes a secret when the whole value is exactly one reference.
 SECRET_REF = re.compile(r"\{\{secrets/([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})\}\}")
 SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
+# Values shaped like well-known credentials, whatever their variable is called: OpenAI-style keys
+# (sk-...), Databricks tokens (dapi...), GitHub and Slack tokens, AWS access key ids, Google API
+# keys, JWTs, and URLs carrying a password (scheme://user:password@host).
+CREDENTIAL_VALUE = re.compile(
+    r"\bsk-[A-Za-z0-9_-]{16,}|\bdapi[0-9a-f]{32}|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_\w{20,}"
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.|\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
 # Something meant as a secret reference: `{{secrets/`, `{{ secrets/`, `{secrets/`...
 SECRET_REF_ATTEMPT = re.compile(r"\{+\s*secrets\s*/", re.IGNORECASE)
 RESERVED_TAGS = (MANAGED_BY_TAG, STACK_TAG)
+
+
+def plain_credential(name: str, value: str) -> bool:
+    """A value that is a credential, by its variable's name or by its own shape, and is not a
+    `{{secrets/...}}` reference: refused in manifests, never printed nor exported."""
+    if SECRET_REF.fullmatch(value):
+        return False
+    return SECRET_LOOKING_NAME.fullmatch(name) is not None or CREDENTIAL_VALUE.search(value) is not None
 
 
 def check_manifests(manifests: Manifests) -> list[Problem]:
@@ -161,7 +176,7 @@ def _check_entity(loaded: Loaded[ServingEndpoint], i: int, manifests: Manifests)
         if SECRET_REF_ATTEMPT.search(value) and not SECRET_REF.fullmatch(value):
             problems.append(loaded.problem(env_loc, f"environment variable '{key}': malformed secret reference; "
                                                     "the whole value must be {{secrets/<scope>/<key>}}"))
-        elif SECRET_LOOKING_NAME.fullmatch(key) and not SECRET_REF.fullmatch(value):
+        elif plain_credential(key, value):
             problems.append(loaded.problem(env_loc, f"environment variable '{key}' looks like a credential but "
                                                     "holds a plain value; store it in a secret scope and write "
                                                     "{{secrets/<scope>/<key>}}"))
