@@ -31,6 +31,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Databricks only substitutes a secret when the whole value is exactly one reference.
 SECRET_REF = re.compile(r"\{\{secrets/([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})\}\}")
 SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
+SETTING_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?|true|false|yes|no|on|off", re.IGNORECASE)
 # Values shaped like well-known credentials, whatever their variable is called: OpenAI-style keys
 # (sk-...), Databricks tokens (dapi...), GitHub and Slack tokens, AWS access key ids, Google API
 # keys, JWTs, and URLs carrying a password (scheme://user:password@host).
@@ -48,6 +49,8 @@ def plain_credential(name: str, value: str) -> bool:
     `{{secrets/...}}` reference: refused in manifests, never printed nor exported."""
     if SECRET_REF.fullmatch(value):
         return False
+    if SETTING_VALUE.fullmatch(value):
+        return False  # MAX_TOKENS: "1024" is a setting: a number or a boolean is never a credential
     return SECRET_LOOKING_NAME.fullmatch(name) is not None or CREDENTIAL_VALUE.search(value) is not None
 
 
