@@ -195,7 +195,11 @@ def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -
         if not click.confirm("Apply these changes?", default=False):
             click.echo("Nothing applied.")
             return 1
-    outcomes, _ = apply_plan(workspace, the_plan, options, Progress())
+    progress = Progress()
+    try:
+        outcomes, _ = apply_plan(workspace, the_plan, options, progress)
+    finally:
+        progress.close()
     return report(outcomes)
 
 

@@ -337,7 +337,7 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
                 continue
             model = by_address.get(f"registered_model.{entity.entity_name}")
             for op in model.operations if model else []:
-                if op.name != "set_alias" or op.args["alias"] != entity.alias:
+                if op.name != "set_alias" or op.args["alias"] != entity.alias or endpoint.address in op.after:
                     continue
                 op.after.append(endpoint.address)
                 endpoint.notes.append(f"served_entities[{key}] follows alias {entity.alias} → version {version}; "
