@@ -18,6 +18,7 @@ import getpass
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -123,8 +124,10 @@ class ApplyLock:
         try:
             if (self._read() or {}).get("token") == self.token:
                 self.ws.delete_file(self.path)
-        except ReconcilerError:
-            pass  # an unreleased lease expires by itself
+        except ReconcilerError as exc:
+            # The lease expires by itself; say so, or the next run's wait for it is a mystery.
+            sys.stderr.write(f"warning: apply lock {self.path} not released ({exc.problems[0].message}); it expires "
+                             f"within {self.lease:.0f}s, or at once for a run on this machine\n")
 
     def __enter__(self) -> ApplyLock:
         self.acquire()

@@ -85,3 +85,16 @@ def test_endpoints_waiting_for_their_updates_hold_no_parallelism_slot(make_works
     first_ready = next(i for i, e in enumerate(log) if e["method"] == "GET" and e["path"] in ours
                        and ((e["response"]["body"] or {}).get("state") or {}).get("config_update") == "NOT_UPDATING")
     assert len(creates) == 3 and creates[-1] < first_ready  # all three created before any finished
+
+
+def test_a_lease_that_cannot_be_released_says_so(workspace, capsys):
+    """Fault soak: a release that gave up under faults left the lease behind in silence, so the
+    next run was refused ("held by") for up to two minutes with no hint why."""
+    lock = ApplyLock(Workspace(workspace.client(retry_timeout_seconds=1)), "prod", timeout_seconds=0)
+    lock.acquire()
+    workspace.set_faults(1.0, kinds=["503"])
+    lock.release()
+    workspace.set_faults(0.0)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: apply lock /Shared/.reconciler/locks/prod.json not released (") and \
+        "expires within 120s" in err and len(err.splitlines()) == 1
