@@ -206,6 +206,11 @@ def unsafe_alias_moves(log: list[dict[str, Any]], docs: list[dict[str, Any]]) ->
     return problems
 
 
+def alias_sets(log: list[dict[str, Any]]) -> int:
+    """How many alias sets landed (each one checked by `unsafe_alias_moves`)."""
+    return sum(1 for e in log if e["method"] == "PUT" and ALIAS_PATH.fullmatch(e["path"]) and landed(e))
+
+
 def _last_read_before(log: list[dict[str, Any]], index: int, endpoint: str) -> dict[str, Any] | None:
     path = f"/api/2.0/serving-endpoints/{endpoint}"
     for entry in reversed(log[:index]):
