@@ -1,0 +1,164 @@
+"""`make bench` (`python -m bench`): one report of how fast the reconciler is, as ratios to floors.
+
+Prints one table and writes bench/results.json. Each row is the median of several runs, its floor
+(what no implementation could beat on the same conditions: the injected API latency spread over
+the allowed parallelism, one endpoint update, one GET per object, the straightforward script's own
+time) and the ratio between them. Quote the ratios: this machine is shared and noisy, so absolute
+times move from run to run while ratios measured side by side do not move much.
+
+    python -m bench [--cases startup,plan,apply,compare,workspace] [--runs N]
+
+The cases (details in bench/cases.py and bench/validate_bench.py):
+  startup    `reconciler --help` and `validate` on the examples, in fresh processes
+  validate   `validate` on 1,000 generated documents
+  plan       no-change plan, 200 endpoints + 200 models, 50 ms per API call
+  apply      50 version bumps with 5 s endpoint updates
+  compare    the same bumps by a one-at-a-time SDK script, on the same workspace
+  workspace  the local workspace's own throughput with 16 parallel SDK clients
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+CASES = ("startup", "validate", "plan", "apply", "compare", "workspace")
+
+
+def _call_with_runs(measure: Callable[..., Any], runs: int) -> Any:
+    try:
+        return measure(runs=runs)
+    except TypeError:  # its measure() takes no run count
+        return measure()
+
+
+_VALIDATE_ROWS: dict[str, list[dict[str, Any]]] = {}
+
+
+def _validate_rows(kind: str, runs: int | None) -> list[dict[str, Any]]:
+    """validate_bench measures start-up and validate together; run it once, split its rows."""
+    if "all" not in _VALIDATE_ROWS:
+        try:
+            from bench import validate_bench
+        except ImportError:
+            print("  skipped: bench/validate_bench.py is not there yet (it provides the start-up and "
+                  "validate cases)", flush=True)
+            _VALIDATE_ROWS["all"] = []
+        else:
+            raw = validate_bench.measure() if runs is None else _call_with_runs(validate_bench.measure, runs)
+            _VALIDATE_ROWS["all"] = [_normalise(r) for r in raw]
+    return [r for r in _VALIDATE_ROWS["all"] if _is_startup(r) == (kind == "startup")]
+
+
+def _is_startup(r: dict[str, Any]) -> bool:
+    name = str(r.get("case", "")).lower()
+    return "1,000" not in name and "1000" not in name and "generated" not in name
+
+
+def _normalise(r: dict[str, Any]) -> dict[str, Any]:
+    """Rows from validate_bench, in this report's shape (whatever of it they give)."""
+    figure = r.get("figure", r.get("median"))
+    floor = r.get("floor")
+    ratio = r.get("ratio")
+    if ratio is None and figure is not None and floor:
+        ratio = round(float(figure) / float(floor), 3)
+    return {"case": str(r.get("case") or r.get("name") or "?"), "figure": figure, "unit": r.get("unit", ""),
+            "floor": floor, "floor_basis": r.get("floor_basis", r.get("floor_note", "")), "ratio": ratio,
+            "target": r.get("target", ""), "met": r.get("met"), "runs": r.get("runs", []),
+            "notes": r.get("notes", r.get("note", ""))}
+
+
+def _cases(runs: int | None) -> dict[str, Callable[[], list[dict[str, Any]]]]:
+    from bench import cases
+
+    def n(default: int) -> int:
+        return runs if runs is not None else default
+
+    return {
+        "startup": lambda: _validate_rows("startup", runs),
+        "validate": lambda: _validate_rows("validate", runs),
+        "plan": lambda: cases.plan_case(runs=n(5)),
+        "apply": lambda: cases.apply_case(runs=n(3)),
+        "compare": lambda: cases.compare_case(runs=n(3)),
+        "workspace": lambda: cases.throughput_case(runs=n(3)),
+    }
+
+
+def _number(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        text = f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    else:
+        text = f"{value:.0f}" if isinstance(value, (int, float)) else str(value)
+    return f"{text} {unit}".strip()
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    headers = ("case", "median", "floor", "ratio", "target", "ok")
+    table = [(r["case"], _number(r["figure"], r["unit"]), _number(r["floor"], r["unit"] if r["floor"] else ""),
+              "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["target"] or "-",
+              {True: "yes", False: "MISSED", None: "-"}[r["met"]]) for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
+    print()
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for line in table:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+    print()
+    for i, r in enumerate(rows, 1):
+        parts = [p for p in (f"floor = {r['floor_basis']}" if r["floor_basis"] else "", r["notes"],
+                             "runs: " + ", ".join(_number(x) for x in r["runs"]) if r["runs"] else "") if p]
+        if parts:
+            print(f"  [{i}] {r['case']}: " + "; ".join(parts))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--runs", type=int, default=None, help="runs per case (default: each case's own)")
+    args = parser.parse_args()
+    chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; expected some of {', '.join(CASES)}")
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for name, measure in _cases(args.runs).items():
+        if name not in chosen:
+            continue
+        print(f"[{time.monotonic() - started:5.0f}s] {name} ...", flush=True)
+        try:
+            rows += measure()
+        except Exception as exc:  # one broken case must not hide the others' figures
+            failed.append(name)
+            print(f"  {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            if os.environ.get("BENCH_DEBUG"):
+                traceback.print_exc()
+    total = time.monotonic() - started
+    print_table(rows)
+    print(f"\n{len(rows)} rows in {total:.0f} s on {os.cpu_count()} CPUs (load average "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}); written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    RESULTS.write_text(json.dumps({
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(total, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average": os.getloadavg()},
+        "failed_cases": failed, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    missed = [r["case"] for r in rows if r["met"] is False]
+    if missed or failed:
+        print(f"{len(missed)} target(s) missed, {len(failed)} case(s) failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

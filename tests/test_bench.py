@@ -1,0 +1,23 @@
+"""`make bench` keeps working: its plan and apply cases, at a few agents and one run each.
+
+Figures are not checked here (timing assertions have no place on a shared machine); the counts
+the bench reports are, since they are exact: one GET per object, no writes on a no-change plan,
+one config write per endpoint plus one alias move per model on a version bump.
+"""
+
+from __future__ import annotations
+
+from bench import cases
+
+
+def test_plan_case_counts_one_read_per_object_and_no_writes():
+    wall, calls, writes = cases.plan_case(agents=4, runs=1)
+    assert wall["unit"] == "s" and wall["ratio"] > 0
+    assert calls["figure"] == 2 * 4 + 2 and calls["met"] is True  # + secret scope list and key list
+    assert writes["figure"] == 0 and writes["met"] is True
+
+
+def test_apply_case_writes_one_config_per_endpoint_and_one_alias_per_model():
+    wall, writes, polls = cases.apply_case(agents=3, update_seconds=0.2, runs=1)
+    assert writes["figure"] == 6 and writes["met"] is True
+    assert polls["figure"] >= 1 and wall["floor"] == 0.2
