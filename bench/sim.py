@@ -1,8 +1,10 @@
-"""A local workspace in its own process, driven through its `/__sim/` controls.
+"""A local workspace in its own process (`reconciler sim serve`), driven through its `/__sim/` controls.
 
-The benchmarks run the workspace in a separate process (as `reconciler sim serve` does) so that
-the reconciler under measurement does not share its interpreter lock with the server: on a
-2-core machine that is the difference between measuring the reconciler and measuring the GIL.
+The benchmarks run the workspace in a separate process so that the reconciler under measurement
+does not share its interpreter lock with the server: on a 2-core machine that is the difference
+between measuring the reconciler and measuring the GIL. The crash and concurrency soaks use it
+too (tests/soak), to kill and race real `reconciler apply` processes against it. `url` and `token`
+make it usable wherever an in-process `LocalWorkspace` is (tests/integration/harness.run).
 """
 
 from __future__ import annotations
@@ -18,27 +20,36 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
 
 
+def reconciler_command() -> list[str]:
+    """The installed `reconciler` console script next to this interpreter."""
+    script = Path(sys.executable).parent / "reconciler"
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from reconciler.cli import main; main()"]
+
+
 class SimProcess:
     """`with SimProcess(update_seconds=5) as sim:` a started local workspace at `sim.url`."""
 
-    def __init__(self, *, update_seconds: float = 0.0, latency_ms: int = 0) -> None:
-        self.update_seconds = update_seconds
-        self.latency_ms = latency_ms
+    def __init__(self, *, update_seconds: float = 0.0, latency_ms: int = 0, seed_file: Path | None = None,
+                 log_responses: bool = False) -> None:
+        self.command = reconciler_command()
+        self.args = ["sim", "serve", "--port", "0", "--update-seconds", str(update_seconds),
+                     "--latency-ms", str(latency_ms), "--token", TOKEN] + (["--seed", str(seed_file)] if seed_file else [])
+        self.log_responses = log_responses
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.token = TOKEN
 
     def __enter__(self) -> SimProcess:
-        code = ("from reconciler.localworkspace.server import run; "
-                f"run(port=0, update_seconds={self.update_seconds!r}, latency_ms={self.latency_ms!r}, "
-                f"token={TOKEN!r})")
-        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(self.command + self.args, cwd=ROOT, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "local workspace listening on URL (token: ...)"
         if "listening on" not in line:
             self.__exit__()
             raise RuntimeError(f"the local workspace did not start: {line!r}")
         self.url = line.split("listening on ", 1)[1].split()[0]
+        if self.log_responses:
+            self._call("POST", "/log-responses", {"on": True})
         return self
 
     def __exit__(self, *exc: object) -> None:

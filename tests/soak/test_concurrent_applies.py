@@ -17,6 +17,8 @@ import soaklib
 import yaml
 from integration.harness import run
 
+from bench.sim import SimProcess
+
 
 def _variant(docs, run_name: str, share: int):
     docs = copy.deepcopy(docs)
@@ -32,7 +34,7 @@ def concurrent_applies(tmp_path, *, rounds: int) -> dict[str, int]:
     seed_file.write_text(yaml.safe_dump(soaklib.seed()), encoding="utf-8")
     problems: list[str] = []
     tally = {"rounds": rounds, "lease windows": 0, "writes checked": 0}
-    with soaklib.SimServe(seed_file, update_seconds=1.0) as sim:
+    with SimProcess(seed_file=seed_file, update_seconds=1.0, log_responses=True) as sim:
         base = soaklib.base_documents()  # round 0 creates the endpoint: both runs want to
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}, **sim.env()}
         for i in range(rounds):

@@ -20,6 +20,8 @@ import soaklib
 import yaml
 from integration.harness import run
 
+from bench.sim import SimProcess
+
 
 def crash_soak(tmp_path, *, kills: int, seed: int) -> dict[str, int]:
     seed_file = tmp_path / "seed.yaml"
@@ -30,7 +32,7 @@ def crash_soak(tmp_path, *, kills: int, seed: int) -> dict[str, int]:
     problems: list[str] = []
     tally = {"kills": kills, "killed before any write": 0, "killed mid-apply": 0, "finished before the kill": 0}
     history: list[dict] = []
-    with soaklib.SimServe(seed_file, update_seconds=1.0) as sim:
+    with SimProcess(seed_file=seed_file, update_seconds=1.0, log_responses=True) as sim:
         for i in range(kills):
             edits = changes.apply(docs)
             path = soaklib.write(tmp_path, docs)
