@@ -90,6 +90,8 @@ class Workspace:
         from databricks.sdk.config import Config
 
         logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # its warnings are ours to word
+        if profile is None and os.environ.get("DATABRICKS_HOST"):
+            _check_reachable(os.environ["DATABRICKS_HOST"])  # before the SDK's start-up probe retries it
         try:
             # A short budget for the start-up probe of /.well-known/databricks-config: an unreachable
             # host would otherwise block construction for the whole retry budget.
