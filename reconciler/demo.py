@@ -60,7 +60,7 @@ def main() -> None:
         os.chdir(workdir)
         banner("1", "validate the manifests offline")
         reconciler("validate", env=env)
-        banner("2", "plan: the endpoint does not exist yet, so everything is a create")
+        banner("2", "plan: the endpoint does not exist yet (create); the challenger alias is new (update)")
         reconciler("plan", env=env)
         banner("3", "apply: create the endpoint, wait until it serves, then move the challenger alias")
         reconciler("apply", "--auto-approve", env=env)
