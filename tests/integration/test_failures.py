@@ -73,3 +73,21 @@ def test_rate_limiting_beyond_the_retry_budget(seeded_workspace, tmp_path):
     seeded_workspace.set_faults(0.0)
     assert result.code == 1 and "Traceback" not in result.err
     assert "rate limited" in result.err or "gave up after retrying" in result.err, result.err
+
+
+def test_unexpected_fields_and_enum_values_from_the_workspace_are_not_changes(seeded_workspace, tmp_path):
+    """A newer API may answer with fields and enum values this SDK does not know: they are ignored
+    (the SDK drops unknown fields and parses unknown enum values to None), never a crash or a diff."""
+    ws = seeded_workspace
+    path = write(tmp_path, base_documents())
+    assert run(ws, "apply", path, "--auto-approve").code == 0
+    with ws.state.lock:
+        endpoint = ws.state.serving.endpoints["support-agent"]
+        endpoint.config["served_entities"][0]["workload_type"] = "GPU_FROM_THE_FUTURE"
+        endpoint.config["served_entities"][0]["future_field"] = {"nested": [1, 2]}
+        endpoint.ai_gateway = {**endpoint.ai_gateway, "future_block": {"enabled": True}}
+    raw = ws.client().api_client.do("GET", "/api/2.0/serving-endpoints/support-agent")
+    assert raw["config"]["served_entities"][0]["workload_type"] == "GPU_FROM_THE_FUTURE"  # on the wire
+    assert raw["ai_gateway"]["future_block"] == {"enabled": True}
+    result = run(ws, "plan", path, "--detailed-exitcode")
+    assert (result.code, result.err) == (0, ""), result.out + result.err
