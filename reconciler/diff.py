@@ -6,7 +6,6 @@ records with dots, keyed collections with brackets (`served_entities[current].en
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,18 +40,12 @@ def _render(parts: list[Any]) -> str:
 
 
 def _mask(parts: list[Any], value: Any) -> Any:
-    """Never show a plain credential that someone put in an environment variable live."""
+    """Never show a plain credential that someone put in an environment variable live. `diff`
+    hands over leaves only (it flattens whole added or removed subtrees first)."""
     if len(parts) >= 2 and parts[-2] == "environment_vars" and isinstance(value, str):
         if plain_credential(str(parts[-1]), value):
             return HIDDEN
-    if parts and parts[-1] == "environment_vars" and isinstance(value, dict):
-        return {k: _mask(parts + [k], v) for k, v in value.items()}
-    if isinstance(value, dict) and parts and parts[0] == "served_entities" and len(parts) == 2:
-        return {k: (_mask(parts + [k], v) if k == "environment_vars" else v) for k, v in value.items()}
     return value
-
-
-_INDEX = re.compile(r"\[(\d+)\]$")
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:

@@ -216,7 +216,7 @@ def plan_endpoint(name: str, desired: dict[str, Any] | None, live_api: dict[str,
     if change.replace_reasons:
         change.action = Action.REPLACE
         change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")] + \
-            create_operations(name, {k: v for k, v in effective.items() if k != "creator"})
+            create_operations(name, effective)
         return change
     change.operations = endpoint_operations(live, effective)
     if _only_adopts(live, effective, change.operations):
