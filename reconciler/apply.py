@@ -35,6 +35,7 @@ from reconciler.plan import (
     model_operations,
     tag_changes,
 )
+from reconciler.terms import managed, updating
 from reconciler.workspace import Workspace
 
 FIRST_POLL_SECONDS = 0.5
@@ -278,7 +279,7 @@ class Executor:
         name, address = change.name, change.address
         deadline = time.monotonic() + self.options.timeout_seconds
         api = self.ws.get_endpoint(name)
-        if api is not None and _updating(api):
+        if api is not None and updating(api):
             self.progress(address, "an update is in progress; waiting for it before writing")
             api = self._wait(name, address, deadline, check_failure=False)
         if change.action is Action.REPLACE and api is not None:
@@ -312,7 +313,7 @@ class Executor:
         if config_op is not None:
             self._update_config(name, address, config_payload(effective), deadline)
             self._wrote(address, config_op.description)
-        if config_op is not None or _updating(api):
+        if config_op is not None or updating(api):
             self._finish(name, address, deadline)
         self.outcomes.setdefault(address, Outcome(address, "unchanged"))
 
@@ -342,8 +343,7 @@ class Executor:
 
     def _adopt_existing(self, name: str) -> dict[str, Any]:
         api = self.ws.get_endpoint(name)
-        tags = {t["key"]: t.get("value") for t in (api or {}).get("tags") or []}
-        if api is None or tags.get("managed-by") != "reconciler":
+        if api is None or not managed(api):
             raise EndpointFailed("create_endpoint: an endpoint with this name already exists and is not managed by "
                                  "the reconciler; run `reconciler export` to adopt it, or rename")
         return api
@@ -386,7 +386,7 @@ class Executor:
             if state != last_state:
                 self.progress(address, f"config_update {state}" if last_state else f"waiting: config_update {state}")
             last_state = state
-            if not _updating(api):
+            if not updating(api):
                 if check_failure and state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
                     raise EndpointFailed(self._failure_message(name, api, state))
                 return api
@@ -429,10 +429,6 @@ class _Throttled:
             with self._slots:
                 return attribute(*args, **kwargs)
         return call
-
-
-def _updating(api: dict[str, Any]) -> bool:
-    return (api.get("state") or {}).get("config_update") == "IN_PROGRESS"
 
 
 def apply_plan(workspace: Workspace, plan: Plan, options: ApplyOptions, progress: Progress) -> tuple[list[Outcome], dict[str, int]]:

@@ -8,7 +8,6 @@ anything unexpected is reported in one line too, never as a traceback (RECONCILE
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -80,20 +79,6 @@ def compute_plan(workspace: Any, manifests: Any, *, parallelism: int, stack: str
     return plan
 
 
-def write_atomically(path: str, text: str) -> None:
-    from reconciler.errors import ReconcilerError
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise ReconcilerError(f"{path}: cannot write: {exc.strerror or exc}") from None
-
-
 @cli.command()
 @manifest_options
 @workspace_options
@@ -111,6 +96,8 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
     the_plan = compute_plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
     if out:
+        from reconciler.files import write_atomically
+
         write_atomically(out, render.as_json(the_plan))
     if fmt == "json":
         click.echo(render.as_json(the_plan), nl=False)

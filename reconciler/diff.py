@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.manifests.checks import plain_credential
 from reconciler.normalize import MAPS
+from reconciler.terms import plain_credential
 
 HIDDEN = "(plain value hidden)"
 

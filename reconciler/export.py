@@ -56,23 +56,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.manifests.checks import (
+from reconciler.files import write_files
+from reconciler.manifests.model import API_VERSION, AiGateway, AutoCaptureConfig, ServedEntity
+from reconciler.normalize import live_endpoint, live_model
+from reconciler.terms import (
     ALIAS_NAME,
+    MANAGED_BY_TAG,
+    PRINCIPAL_KEYS,
     RESERVED_ALIAS,
     SECRET_REF,
+    STACK_TAG,
     UC_THREE_PART,
     default_entity_name,
     plain_credential,
 )
-from reconciler.manifests.model import (
-    API_VERSION,
-    MANAGED_BY_TAG,
-    STACK_TAG,
-    AiGateway,
-    AutoCaptureConfig,
-    ServedEntity,
-)
-from reconciler.normalize import PRINCIPAL_KEYS, live_endpoint, live_model
 
 Loc = tuple[str | int, ...]
 ENDPOINTS_DIR = "endpoints"
@@ -715,44 +712,12 @@ def schema_ref(out_dir: str, folder: str) -> str | None:
 
 
 def write_export(out_dir: str, result: Export) -> list[str]:
-    """Write every document and note; all of them or none (temporary files, then renames).
-    Returns the paths written. Raises ReconcilerError naming the path that cannot be written."""
-    files = {doc.path: render(doc, schema_ref=schema_ref(out_dir, os.path.dirname(doc.path))) for doc in result.documents}
-    files.update(result.notes)
-    staged: list[tuple[str, str]] = []
-    try:
-        for relative, text in files.items():
-            path = os.path.join(out_dir, relative)
-            folder = os.path.dirname(path)
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as exc:
-                raise _write_error(folder, "cannot create directory", exc) from None
-            if os.path.isdir(path):
-                raise ReconcilerError(f"{path}: cannot write: it is a directory; nothing was exported")
-            tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
-            try:
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-            except OSError as exc:
-                raise _write_error(path, "cannot write", exc) from None
-            staged.append((tmp, path))
-        for done, (tmp, path) in enumerate(staged):
-            try:
-                os.replace(tmp, path)
-            except OSError as exc:
-                written = ", ".join(p for _, p in staged[:done]) or "none"
-                raise ReconcilerError(f"{path}: cannot write: {exc.strerror or exc} (written before it: {written})"
-                                      ) from None
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return [path for _, path in staged]
-
-
-def _write_error(path: str, what: str, exc: OSError) -> ReconcilerError:
-    return ReconcilerError(f"{path}: {what}: {exc.strerror or exc}; nothing was exported")
+    """Write every document and note under `out_dir`, all of them or none. Returns the paths
+    written. Raises ReconcilerError naming the path that cannot be written."""
+    files = {os.path.join(out_dir, doc.path): render(doc, schema_ref=schema_ref(out_dir, os.path.dirname(doc.path)))
+             for doc in result.documents}
+    files.update({os.path.join(out_dir, relative): text for relative, text in result.notes.items()})
+    return write_files(files, inside=out_dir, failed="nothing was exported")
 
 
 def summary(result: Export, written: Sequence[str], out_dir: str, options: ExportOptions) -> list[str]:

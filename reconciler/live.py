@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.manifests.checks import SECRET_REF
 from reconciler.manifests.loader import Manifests
-from reconciler.manifests.model import MANAGED_BY_TAG, STACK_TAG
 from reconciler.normalize import live_endpoint, live_model
+from reconciler.terms import SECRET_REF, owned_by_stack
 from reconciler.workspace import RESOURCE_TYPES, Workspace
 
 Key = tuple[str, str]
@@ -105,9 +104,7 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
             live.secret_scopes = value
         elif kind == "list":
             for summary in value:
-                tags = {t["key"]: t.get("value") for t in summary.get("tags") or []}
-                ours = tags.get(MANAGED_BY_TAG) == "reconciler" and tags.get(STACK_TAG) == stack
-                if ours and summary["name"] not in manifests.endpoints:
+                if owned_by_stack(summary, stack) and summary["name"] not in manifests.endpoints:
                     live.prunable[summary["name"]] = summary
     return live
 

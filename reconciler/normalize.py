@@ -46,14 +46,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from reconciler.manifests.checks import default_entity_name
-from reconciler.manifests.model import (
-    MANAGED_BY_TAG,
-    STACK_TAG,
-    RegisteredModel,
-    ServingEndpoint,
-    principal_of,
-)
+from reconciler.manifests.model import RegisteredModel, ServingEndpoint, principal_of
+from reconciler.terms import default_entity_name, own_tags, principal_key, updating
 
 ENTITY_FIELDS = ("entity_name", "entity_version", "workload_size", "workload_type", "scale_to_zero_enabled",
                  "min_provisioned_throughput", "max_provisioned_throughput", "min_provisioned_concurrency",
@@ -62,12 +56,6 @@ ENTITY_FIELDS = ("entity_name", "entity_version", "workload_size", "workload_typ
 # Maps are complete when given (rule 6): the overlay never fills keys into them.
 MAPS = frozenset({"served_entities", "traffic", "tags", "permissions", "environment_vars", "aliases"})
 PERMISSION_RANK = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
-PRINCIPAL_KEYS = ("user_name", "group_name", "service_principal_name")
-
-
-def own_tags(stack: str | None) -> dict[str, str]:
-    """The tags that mark an endpoint as the reconciler's (ownership without a state file)."""
-    return {MANAGED_BY_TAG: "reconciler", **({STACK_TAG: stack} if stack else {})}
 
 
 def _clean(value: Any) -> Any:
@@ -148,7 +136,7 @@ def live_endpoint(api: dict[str, Any], acl: dict[str, Any] | None = None) -> dic
     """Normalise GET /serving-endpoints/{name} (and its ACL). An update in flight is judged by
     its pending config: that is what the endpoint will serve, and what a re-run must not resend.
     A failed update stays in `pending_config` too, but it serves nothing: then `config` counts."""
-    in_flight = (api.get("state") or {}).get("config_update") == "IN_PROGRESS"
+    in_flight = updating(api)
     config = (api.get("pending_config") if in_flight else api.get("config")) or {}
     entities: dict[str, dict[str, Any]] = {}
     for entity in config.get("served_entities") or []:
@@ -183,14 +171,13 @@ def live_endpoint(api: dict[str, Any], acl: dict[str, Any] | None = None) -> dic
 def live_permissions(acl: dict[str, Any]) -> dict[str, str]:
     grants: dict[str, str] = {}
     for entry in acl.get("access_control_list") or []:
-        key = next((k for k in PRINCIPAL_KEYS if entry.get(k)), None)
-        if key is None:
+        principal = principal_key(entry)
+        if principal is None:
             continue
         for permission in entry.get("all_permissions") or []:
             level = permission.get("permission_level")
             if permission.get("inherited") or level not in PERMISSION_RANK:  # rule 7
                 continue
-            principal = f"{key}:{entry[key]}"
             if PERMISSION_RANK[level] > PERMISSION_RANK.get(grants.get(principal, ""), 0):
                 grants[principal] = level
     return grants

@@ -19,9 +19,7 @@ from typing import Any
 
 from reconciler.diff import FieldChange, diff
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.manifests.checks import default_entity_name
 from reconciler.manifests.loader import Manifests
-from reconciler.manifests.model import MANAGED_BY_TAG, STACK_TAG
 from reconciler.normalize import (
     desired_endpoint,
     desired_model,
@@ -29,6 +27,7 @@ from reconciler.normalize import (
     live_model,
     overlay,
 )
+from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, default_entity_name, updating
 
 FORMAT_VERSION = "1"
 CONFIG_KEYS = ("served_entities", "traffic", "auto_capture_config")
@@ -227,7 +226,7 @@ def plan_endpoint(name: str, desired: dict[str, Any] | None, live_api: dict[str,
     if change.operations:
         change.action = Action.UPDATE
     state = (live_api or {}).get("state") or {}
-    if state.get("config_update") == "IN_PROGRESS":
+    if updating(live_api):
         change.notes.append("an update is in progress; apply waits for it before writing")
     elif state.get("config_update") == "UPDATE_FAILED":
         change.notes.append("the last config update failed; the previous config is still serving")
@@ -321,7 +320,7 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
     by_address = {c.address: c for c in changes}
     for name, loaded in sorted(manifests.endpoints.items()):
         endpoint = by_address[f"serving_endpoint.{name}"]
-        in_progress = ((live.endpoints.get(name) or {}).get("state") or {}).get("config_update") == "IN_PROGRESS"
+        in_progress = updating(live.endpoints.get(name))
         if endpoint.action is Action.DELETE or (endpoint.action is Action.NOOP and not in_progress):
             continue
         # Removing an alias is a move too: it waits until the endpoints serving the model are done.

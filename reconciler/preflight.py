@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from reconciler.errors import Problem
 from reconciler.live import LiveState, mlmodel_resources
-from reconciler.manifests.checks import SECRET_REF
 from reconciler.manifests.loader import Manifests
+from reconciler.terms import SECRET_REF
 from reconciler.workspace import RESOURCE_TYPES
 
 FIX_VERSION = "register it first (mlflow.register_model) or point at another version"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 
+from reconciler.files import write_atomically
+
 SCHEMA_FILE = "manifest.schema.json"
 
 
@@ -27,12 +29,8 @@ def schema_text() -> str:
 
 
 def write_schema(out_dir: str) -> str:
-    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, SCHEMA_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(schema_text())
-    os.replace(tmp, path)  # never leave a half-written schema behind
+    write_atomically(path, schema_text())  # never leave a half-written schema behind
     return path
 
 

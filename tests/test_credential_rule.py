@@ -3,7 +3,7 @@
 
 import pytest
 
-from reconciler.manifests.checks import plain_credential
+from reconciler.terms import plain_credential
 
 
 @pytest.mark.parametrize("name, value, expected, reason", [

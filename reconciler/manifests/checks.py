@@ -7,51 +7,28 @@ Called by `load_manifests`; pure (no I/O).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from reconciler.errors import Problem
-from reconciler.manifests.loader import Loaded, Manifests
-from reconciler.manifests.model import (
-    MANAGED_BY_TAG,
-    STACK_TAG,
-    RegisteredModel,
-    ServingEndpoint,
-    principal_of,
+from reconciler.manifests.model import RegisteredModel, ServingEndpoint, principal_of
+from reconciler.terms import (
+    ALIAS_NAME,
+    ENDPOINT_NAME,
+    ENV_NAME,
+    OWN_TAGS,
+    PRINCIPAL_KEYS,
+    RESERVED_ALIAS,
+    SECRET_REF,
+    SECRET_REF_ATTEMPT,
+    UC_THREE_PART,
+    default_entity_name,
+    plain_credential,
 )
 
-# Serving endpoint names: "alphanumeric characters, dashes, and underscores", at most 63 characters.
-ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
-# Unity Catalog stores identifiers in lower case; a mixed-case name would never match what the
-# workspace returns and would show a change on every plan.
-UC_PART = r"[a-z0-9_][a-z0-9_-]*"
-UC_THREE_PART = re.compile(rf"{UC_PART}\.{UC_PART}\.{UC_PART}")
-# Model alias names: letters, digits and underscores; MLflow reserves `latest` and `v<number>`.
-ALIAS_NAME = re.compile(r"[A-Za-z0-9_]+")
-RESERVED_ALIAS = re.compile(r"latest|[vV][0-9]+", re.IGNORECASE)
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Databricks only substitutes a secret when the whole value is exactly one reference.
-SECRET_REF = re.compile(r"\{\{secrets/([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})\}\}")
-SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
-SETTING_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?|true|false|yes|no|on|off", re.IGNORECASE)
-# Values shaped like well-known credentials, whatever their variable is called: OpenAI-style keys
-# (sk-...), Databricks tokens (dapi...), GitHub and Slack tokens, AWS access key ids, Google API
-# keys, JWTs, and URLs carrying a password (scheme://user:password@host).
-CREDENTIAL_VALUE = re.compile(
-    r"\bsk-[A-Za-z0-9_-]{16,}|\bdapi[0-9a-f]{32}|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_\w{20,}"
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.|\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
-# Something meant as a secret reference: `{{secrets/`, `{{ secrets/`, `{secrets/`...
-SECRET_REF_ATTEMPT = re.compile(r"\{+\s*secrets\s*/", re.IGNORECASE)
-RESERVED_TAGS = (MANAGED_BY_TAG, STACK_TAG)
+if TYPE_CHECKING:  # the loader calls these checks; its types are only annotations here
+    from reconciler.manifests.loader import Loaded, Manifests
 
 
-def plain_credential(name: str, value: str) -> bool:
-    """A value that is a credential, by its variable's name or by its own shape, and is not a
-    `{{secrets/...}}` reference: refused in manifests, never printed nor exported."""
-    if SECRET_REF.fullmatch(value):
-        return False
-    if SETTING_VALUE.fullmatch(value):
-        return False  # MAX_TOKENS: "1024" is a setting: a number or a boolean is never a credential
-    return SECRET_LOOKING_NAME.fullmatch(name) is not None or CREDENTIAL_VALUE.search(value) is not None
 
 
 def check_manifests(manifests: Manifests) -> list[Problem]:
@@ -84,10 +61,6 @@ def _uc_name_message(name: str) -> str:
     return f"'{name}' is not a Unity Catalog model name; write catalog.schema.model"
 
 
-def default_entity_name(entity_name: str, version: str) -> str:
-    """The name the server gives a served entity that has none: `<short model name>-<version>`."""
-    return f"{entity_name.rsplit('.', 1)[-1]}-{version}"
-
 
 def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> list[Problem]:
     spec = loaded.manifest.spec
@@ -116,14 +89,13 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
         names[name] = i
     problems += _check_traffic(loaded, names)
     for key in spec.tags or {}:
-        if key in RESERVED_TAGS:
+        if key in OWN_TAGS:
             problems.append(loaded.problem(("spec", "tags", key),
                                            f"tag '{key}' is set by the reconciler itself; remove it", key=True))
     seen: dict[str, int] = {}
     for i, permission in enumerate(spec.permissions or []):
         loc = ("spec", "permissions", i)
-        given = [k for k in ("user_name", "group_name", "service_principal_name")
-                 if getattr(permission, k) is not None]
+        given = [k for k in PRINCIPAL_KEYS if getattr(permission, k) is not None]
         if not given:
             problems.append(loaded.problem(loc, "permission names no principal; add one of user_name, group_name "
                                                 "or service_principal_name"))

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.manifests.checks import check_manifests
 from reconciler.manifests.model import API_VERSION, KINDS, RegisteredModel, ServingEndpoint
 from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
 
@@ -74,8 +75,6 @@ def collect_files(paths: Sequence[str], problems: list[Problem]) -> list[str]:
 
 
 def load_manifests(paths: Sequence[str], variables: Mapping[str, str]) -> Manifests:
-    from reconciler.manifests.checks import check_manifests
-
     problems: list[Problem] = []
     manifests = Manifests(files=collect_files(paths, problems))
     for path in manifests.files:

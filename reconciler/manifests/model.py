@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from reconciler.terms import PRINCIPAL_KEYS
+
 API_VERSION = "reconciler/v1"
-MANAGED_BY_TAG = "managed-by"
-STACK_TAG = "reconciler-stack"
 
 
 class _Strict(BaseModel):
@@ -194,7 +194,7 @@ ManifestDocument = Annotated[RegisteredModel | ServingEndpoint, Field(discrimina
 
 def principal_of(permission: Permission) -> str:
     """`group_name:support-team`: the identity a permission is compared by."""
-    for key in ("user_name", "group_name", "service_principal_name"):
+    for key in PRINCIPAL_KEYS:
         value = getattr(permission, key)
         if value is not None:
             return f"{key}:{value}"

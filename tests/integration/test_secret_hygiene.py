@@ -178,6 +178,6 @@ def test_sim_serve_prints_its_own_token_and_never_the_environments():
     ("TASK", "sk-short", False, "too short to be a key"),
 ])
 def test_what_counts_as_a_plain_credential(name, value, secret, reason):
-    from reconciler.manifests.checks import plain_credential
+    from reconciler.terms import plain_credential
 
     assert plain_credential(name, value) is secret, reason
