@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import Problem, ReconcilerError
+from reconciler.errors import AlreadyExists, Conflict, Problem, ReconcilerError
 from reconciler.normalize import acl_payload, config_payload, live_endpoint, live_model, overlay
 from reconciler.plan import (
     Action,
@@ -258,13 +258,11 @@ class Executor:
 
     def _model_write(self, name: str, op: str, args: dict[str, Any]) -> None:
         if op == "create_model":
-            from databricks.sdk.errors import ResourceAlreadyExists
-
             try:
                 self.ws.create_model(name, comment=args.get("comment"))
             except ReconcilerError as exc:
                 # A retried POST whose first attempt landed: the model is there, which was the goal.
-                if not isinstance(exc.cause, ResourceAlreadyExists) and self.ws.get_model(name) is None:
+                if not isinstance(exc, AlreadyExists) and self.ws.get_model(name) is None:
                     raise
         elif op == "update_model":
             self.ws.update_model(name, args["fields"])
@@ -318,17 +316,13 @@ class Executor:
         self.outcomes.setdefault(address, Outcome(address, "unchanged"))
 
     def _create(self, change: Change, desired: dict[str, Any]) -> dict[str, Any] | None:
-        from databricks.sdk.errors import ResourceConflict
-
         name, address = change.name, change.address
         effective = overlay(desired, None)
         payload = {"name": name, "config": config_payload(effective), "tags": effective.get("tags", {}),
                    **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
         try:
             api = self.ws.create_endpoint(payload)
-        except ReconcilerError as exc:
-            if not isinstance(exc.cause, ResourceConflict):
-                raise
+        except Conflict:
             api = self._adopt_existing(name)  # a retried POST whose first attempt landed
         self._wrote(address, f"create_endpoint({name})")
         if "permissions" in desired and api.get("id"):
@@ -349,13 +343,9 @@ class Executor:
         return api
 
     def _update_config(self, name: str, address: str, payload: dict[str, Any], deadline: float) -> None:
-        from databricks.sdk.errors import ResourceConflict
-
         try:
             self.ws.update_config(name, payload)
-        except ReconcilerError as exc:
-            if not isinstance(exc.cause, ResourceConflict):
-                raise
+        except Conflict:
             # 409: an update is in progress. Ours, if a retried PUT's first attempt landed (then the
             # pending config is what we sent); else someone else's: wait it out and write once more.
             api = self._wait(name, address, deadline, check_failure=False)

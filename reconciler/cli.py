@@ -60,25 +60,6 @@ def workspace_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                                         "DATABRICKS_TOKEN and the SDK's other auth).")(command)
 
 
-def compute_plan(workspace: Any, manifests: Any, *, parallelism: int, stack: str | None, prune: bool) -> Any:
-    """Read what the manifests name, check it, and plan: the whole of `reconciler plan`."""
-    from reconciler.errors import ReconcilerError
-    from reconciler.live import read_dependencies, read_objects
-    from reconciler.plan import make_plan, resolve_versions
-    from reconciler.preflight import preflight
-
-    live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
-    resolved = resolve_versions(manifests, live.models)
-    read_dependencies(workspace, manifests, live, resolved, parallelism=parallelism)
-    problems, warnings = preflight(manifests, live, resolved)
-    if problems:
-        raise ReconcilerError(problems)
-    plan = make_plan(manifests, live, stack=stack, prune=prune)
-    plan.warnings = warnings
-    plan.workspace_host = workspace.w.config.host
-    return plan
-
-
 @cli.command()
 @manifest_options
 @workspace_options
@@ -89,12 +70,12 @@ def compute_plan(workspace: Any, manifests: Any, *, parallelism: int, stack: str
 def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
          parallelism: int, stack: str | None, out: str | None, fmt: str, detailed_exitcode: bool, prune: bool) -> int:
     """Read the live workspace and show what apply would change."""
-    from reconciler import render
+    from reconciler import pipeline, render
     from reconciler.workspace import Workspace
 
     manifests = load(paths, variables, var_files)
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    the_plan = compute_plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
+    the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
     if out:
         from reconciler.files import write_atomically
 
@@ -138,6 +119,7 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
           parallelism: int, stack: str | None, plan_file: str | None, auto_approve: bool, prune: bool,
           allow_replace: bool, timeout: str, no_wait: bool, lock: bool, lock_timeout: str) -> int:
     """Make the workspace match the manifests (or a saved plan) with the fewest writes."""
+    from reconciler import pipeline
     from reconciler.apply import ApplyOptions
     from reconciler.errors import ReconcilerError
     from reconciler.workspace import Workspace
@@ -149,9 +131,9 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
     the_plan = load_plan(plan_file) if plan_file else None
     manifests = None if plan_file else load(paths, variables, var_files)
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    if the_plan is not None and the_plan.workspace_host and the_plan.workspace_host != workspace.w.config.host:
+    if the_plan is not None and the_plan.workspace_host and the_plan.workspace_host != workspace.host:
         raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "
-                              f"{workspace.w.config.host}; plan again against this workspace")
+                              f"{workspace.host}; plan again against this workspace")
     held = None
     if lock:
         from reconciler.lock import ApplyLock
@@ -159,8 +141,8 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
         held = ApplyLock(workspace, the_plan.stack if the_plan else stack, timeout_seconds=parse_duration(lock_timeout))
         held.acquire()
     try:
-        return _apply(workspace, the_plan or compute_plan(workspace, manifests, parallelism=parallelism, stack=stack,
-                                                          prune=prune), options, auto_approve=auto_approve)
+        return _apply(workspace, the_plan or pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack,
+                                                           prune=prune), options, auto_approve=auto_approve)
     finally:
         if held is not None:
             held.release()

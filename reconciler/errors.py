@@ -46,11 +46,62 @@ class Problem:
 class ReconcilerError(Exception):
     """Raised with every problem found, so one run reports all of them."""
 
-    def __init__(self, problems: list[Problem] | Problem | str, *, cause: BaseException | None = None) -> None:
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
         if isinstance(problems, str):
             problems = [Problem(problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = sorted(problems, key=Problem.sort_key)
-        self.cause = cause  # the SDK error behind it, for callers that recover from specific ones
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# ---- what a call to the workspace can end in (raised by workspace.py only) ----------------------
+# Callers recover from some of these by type (a create whose first attempt landed meets
+# AlreadyExists; a config write during someone else's update meets Conflict); the rest are
+# reported as they are. `status` and `error_code` are the server's, when it answered.
+
+class WorkspaceError(ReconcilerError):
+    def __init__(self, problem: Problem, *, status: int | None = None, error_code: str | None = None) -> None:
+        super().__init__(problem)
+        self.status = status
+        self.error_code = error_code
+
+
+class NotFound(WorkspaceError):
+    """The object does not exist (404 RESOURCE_DOES_NOT_EXIST and kin)."""
+
+
+class Conflict(WorkspaceError):
+    """409: the object is busy (an update in progress) or already there."""
+
+
+class AlreadyExists(Conflict):
+    """RESOURCE_ALREADY_EXISTS / ALREADY_EXISTS (a 400 or a 409 depending on the API)."""
+
+
+class PermissionDenied(WorkspaceError):
+    """403: the caller may not do this (or the token is not valid for this workspace)."""
+
+
+class Unauthenticated(WorkspaceError):
+    """401: no valid credentials."""
+
+
+class Unreachable(WorkspaceError):
+    """No answer: connection refused, timed out, name not resolved, retries exhausted."""
+
+
+class UnexpectedAnswer(WorkspaceError):
+    """An answer that is not what the API documents (not JSON, wrong types, absurd nesting)."""
+
+
+class Interrupted(ReconcilerError):
+    """SIGINT or SIGTERM: stop before the next write, abandon waits (exit 130 or 143)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__("interrupted")
+        self.signum = signum
+
+
+class LeaseLost(ReconcilerError):
+    """The apply lock's lease is gone or too close to its end for another write: stop writing."""

@@ -31,6 +31,7 @@ LOCK_DIR = "/Shared/.reconciler/locks"
 LEASE_SECONDS = 120.0
 RENEW_EVERY_SECONDS = 30.0
 RETRY_SECONDS = 2.0
+RELEASE_BUDGET_SECONDS = 30.0  # a release keeps trying this long even when the run's budget is shorter
 
 
 def holder_identity() -> str:
@@ -79,8 +80,10 @@ class ApplyLock:
 
     def _read(self) -> dict[str, Any] | None:
         raw = self.ws.read_file(self.path)
-        if raw is None:
-            return None
+        return None if raw is None else self._parse(raw)
+
+    @staticmethod
+    def _parse(raw: bytes) -> dict[str, Any]:
         try:
             data = json.loads(raw)
             return data if isinstance(data, dict) else {}
@@ -121,9 +124,11 @@ class ApplyLock:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+        budget = max(self.ws.retry_seconds, RELEASE_BUDGET_SECONDS)
         try:
-            if (self._read() or {}).get("token") == self.token:
-                self.ws.delete_file(self.path)
+            raw = self.ws.read_file(self.path, budget=budget)
+            if raw is not None and self._parse(raw).get("token") == self.token:
+                self.ws.delete_file(self.path, budget=budget)
         except ReconcilerError as exc:
             # The lease expires by itself; say so, or the next run's wait for it is a mystery.
             sys.stderr.write(f"warning: apply lock {self.path} not released ({exc.problems[0].message}); it expires "

@@ -296,9 +296,10 @@ def permission_changes(live: dict[str, Any], effective: dict[str, Any]) -> tuple
 
 # ---- the whole plan ------------------------------------------------------------------------------
 
-def make_plan(manifests: Manifests, live: Any, *, stack: str | None, prune: bool) -> Plan:
-    """`live` is a live.LiveState (typed loosely here to keep this module free of I/O imports)."""
-    resolved = resolve_versions(manifests, live.models)
+def make_plan(manifests: Manifests, live: Any, resolved: dict[str, list[str]], *, stack: str | None, prune: bool,
+              warnings: list[str] | None = None, workspace_host: str | None = None) -> Plan:
+    """`live` is a live.LiveState (typed loosely here to keep this module free of I/O imports);
+    `resolved` the entity versions per endpoint (`resolve_versions`)."""
     changes: list[Change] = []
     for name, loaded in sorted(manifests.models.items()):
         changes.append(plan_model(name, desired_model(loaded.manifest), live.models.get(name)))
@@ -309,7 +310,8 @@ def make_plan(manifests: Manifests, live: Any, *, stack: str | None, prune: bool
         for name, api in sorted(live.prunable.items()):
             changes.append(plan_endpoint(name, None, api, None))
     _link_alias_moves(manifests, changes, live, resolved)
-    return Plan(changes=changes, stack=stack, prune=prune)
+    return Plan(changes=changes, warnings=list(warnings or []), stack=stack, prune=prune,
+                workspace_host=workspace_host)
 
 
 def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,

@@ -1,57 +1,603 @@
-"""The only module that talks to Databricks, through `databricks-sdk`.
+"""The only module that talks to Databricks: one call layer over `databricks-sdk`'s API client.
 
-Reads return plain dicts shaped like the REST API's JSON (what the normaliser consumes) or None
-when the object does not exist. Writes take the plain payloads the planner computed. Every SDK
-failure is translated here, once, into a `ReconcilerError` that names the object, the operation
-and the cause in one line; tokens never appear in those messages (the SDK does not put them in
-errors, and we never format request headers).
+Reads return the API's JSON exactly as the server sent it (plain dicts, every field and enum
+value kept: the SDK's dataclasses turn enum values they do not know into None, `_enum` in
+`databricks/sdk/service/_internal.py`, and drop fields they do not know) or None when the object
+does not exist. Writes send plain JSON payloads, so unknown live values are resent unchanged.
+
+Every call goes through `_call`, which owns what the SDK would otherwise decide alone:
+- names: each path segment is checked against its grammar (`terms.GRAMMAR`) and URL-encoded, so
+  no name from a manifest, a plan file, a variable or a server answer can change the route;
+- auth, the request and error parsing stay the SDK's (`ApiClient.do`, its unified auth and
+  `databricks.sdk.errors`), and so does the decision of what is worth retrying (429, 503,
+  connection errors, its transient messages). The SDK's own retry sleep is replaced (the Config's
+  clock raises instead of sleeping) so that retries are ours: bounded by the run's `deadline`, by
+  the apply lease for writes (`fence`), interruptible (`cancel`), and a `Retry-After` longer than
+  the time left ends the call at once, quoting the server;
+- every attempt runs on a worker thread and the caller waits at most `response_seconds` for it,
+  so a server that trickles its answer cannot hold a call; a write in flight is allowed to return
+  even after an interrupt (its attempt is bounded), reads are abandoned at once;
+- answers are checked before use: not JSON, the wrong JSON type, missing or mistyped fields we
+  rely on, or absurd nesting become one `UnexpectedAnswer` line, never a crash further on;
+- failures become typed errors (`errors.NotFound`, `Conflict`, `AlreadyExists`,
+  `PermissionDenied`, `Unauthenticated`, `Unreachable`, `UnexpectedAnswer`) whose one line names
+  the object, the operation and the cause, with a hint where one helps. Tokens never appear in
+  them (the SDK does not put them in errors, and we never format request headers); the host is
+  shown without any credential it carries.
 
 Contract for callers: reads are side-effect free and safe to repeat. Writes are the narrowest
-API call for one change; `set_alias`, `patch_tags`, `put_ai_gateway`, permissions and config
-PUTs are idempotent when repeated with the same payload, and `create_*` treat "already exists"
-as a question answered by reading back (see apply.py).
+API call for one change; alias, tag, AI gateway, permission and config writes are idempotent when
+repeated with the same payload; creates meet `AlreadyExists` when a retried attempt finds its
+first one landed, and callers answer that by reading back (see apply.py).
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import logging
 import os
+import queue
+import random
 import socket
+import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import yaml
 
-from reconciler.errors import Problem, ReconcilerError
+from reconciler.errors import (
+    AlreadyExists,
+    Conflict,
+    Interrupted,
+    NotFound,
+    PermissionDenied,
+    Problem,
+    ReconcilerError,
+    Unauthenticated,
+    UnexpectedAnswer,
+    Unreachable,
+    WorkspaceError,
+)
+from reconciler.terms import name_problem
 
-# Dependent resources an agent may declare, by MLflow resource type key.
-RESOURCE_TYPES = ("serving_endpoint", "vector_search_index", "sql_warehouse", "function", "genie_space",
-                  "table", "uc_connection", "app", "lakebase")
+# Dependent resources an agent may declare, by MLflow resource type key, and the GET that proves
+# each exists (the SDK's own routes: service/vectorsearch.py get_index, sql.py WarehousesAPI.get,
+# catalog.py FunctionsAPI/TablesAPI/ConnectionsAPI.get, dashboards.py GenieAPI.get_space,
+# apps.py AppsAPI.get, database.py get_database_instance).
+RESOURCE_ROUTES = {
+    "serving_endpoint": ("/api/2.0/serving-endpoints/{}", "endpoint"),
+    "vector_search_index": ("/api/2.0/vector-search/indexes/{}", None),
+    "sql_warehouse": ("/api/2.0/sql/warehouses/{}", None),
+    "function": ("/api/2.1/unity-catalog/functions/{}", None),
+    "genie_space": ("/api/2.0/genie/spaces/{}", None),
+    "table": ("/api/2.1/unity-catalog/tables/{}", None),
+    "uc_connection": ("/api/2.1/unity-catalog/connections/{}", None),
+    "app": ("/api/2.0/apps/{}", None),
+    "lakebase": ("/api/2.0/database/instances/{}", None),
+}
+RESOURCE_TYPES = tuple(RESOURCE_ROUTES)
+
+RETRY_SECONDS = 300.0  # the SDK's default retry budget (Config.retry_timeout_seconds)
+RESPONSE_SECONDS = 60.0  # the SDK's default HTTP timeout; here a bound on a whole answer
+MAX_NESTING = 64  # deeper JSON than any documented answer is refused before we walk it
+MAX_FILE_BYTES = 16 * 1024 * 1024  # an MLmodel file or a lease file; anything larger is not one
 
 
-class NotFoundError(Exception):
-    """Raised inside `translate` by reads that want None for a missing object."""
+# ---- the SDK's retry sleep, made ours --------------------------------------------------------------
+
+class _RetryWanted(Exception):
+    """Raised in place of the SDK's retry sleep: its `__context__` is the error it would retry."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry in {seconds:.1f}s")
+        self.seconds = seconds
 
 
-@contextlib.contextmanager
-def translate(subject: str, operation: str) -> Iterator[None]:
-    """Turn any SDK / network failure into one clear line: `subject: operation: cause`."""
-    from databricks.sdk import errors
+def _no_sleep_clock() -> Any:
+    from databricks.sdk.clock import Clock
 
+    class NoSleepClock(Clock):
+        """`retried` in `databricks/sdk/retries.py` sleeps on its Config's clock inside the `except`
+        block of the failed attempt; raising there hands the decision (and the error) to `_call`."""
+
+        def time(self) -> float:
+            return time.time()
+
+        def sleep(self, seconds: float) -> None:
+            raise _RetryWanted(seconds)
+
+    return NoSleepClock()
+
+
+# ---- bounded waits ------------------------------------------------------------------------------
+
+class _Runner:
+    """Daemon worker threads for HTTP attempts, so a caller can stop waiting at a deadline (an
+    abandoned attempt finishes or fails on its own; being a daemon, it never delays exit)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._serve, name="workspace-call", daemon=True).start()
+        self._queue.put((fn, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._queue.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # handed to the caller, whatever it is
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+
+_RUNNER = _Runner()
+
+
+# The shapes of the answers the reconciler reads: only the fields it uses, with the JSON types the
+# API documents for them (SDK 0.156 `service/serving.py`, `catalog.py`, `iam.py`, `workspace.py`).
+# A key ending in "!" is required; `[shape]` is a list of such items; `{str: str}` a map of strings.
+# Other fields are kept as they are, unchecked: they are only ever resent or shown.
+_ENTITY = {"name": str, "entity_name": str, "entity_version": str, "environment_vars": {str: str},
+           "scale_to_zero_enabled": bool, "state": {"deployment": str, "deployment_state_message": str}}
+_CONFIG = {"served_entities": [_ENTITY], "auto_capture_config": dict,
+           "traffic_config": {"routes": [{"served_entity_name": str, "served_model_name": str,
+                                          "traffic_percentage": int}]}}
+_TAGS = [{"key!": str, "value": str}]
+ENDPOINT = {"name!": str, "id": str, "creator": str, "description": str, "route_optimized": bool,
+            "state": {"ready": str, "config_update": str}, "config": _CONFIG, "pending_config": _CONFIG,
+            "tags": _TAGS, "ai_gateway": dict}
+ENDPOINT_LIST = {"endpoints": [{"name!": str, "tags": _TAGS}]}
+ACL = {"access_control_list": [{"user_name": str, "group_name": str, "service_principal_name": str,
+                                "all_permissions": [{"permission_level": str, "inherited": bool}]}]}
+MODEL = {"comment": str, "owner": str, "aliases": [{"alias_name": str, "version_num": int}]}
+VERSION = {"version": int, "status": str, "source": str, "run_id": str}
+SCOPES = {"scopes": [{"name": str}]}
+SECRETS = {"secrets": [{"key": str}]}
+USER = {"userName": str}
+ANY: dict[str, Any] = {}
+
+
+
+
+def _segment(kind: str | None, value: str) -> str:
+    """One URL path segment: grammar-checked (when `kind` names one) and percent-encoded."""
+    if kind is not None:
+        problem = name_problem(kind, value)
+        if problem:
+            raise ReconcilerError(problem)
+    return urllib.parse.quote(str(value), safe="")
+
+
+def _shown_host(host: str) -> str:
+    """scheme://host[:port] without user:password@ or a path: what may be printed and saved."""
+    url = urllib.parse.urlsplit(host)
+    netloc = url.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if url.port:
+        netloc += f":{url.port}"
+    return f"{url.scheme}://{netloc}"
+
+
+class Workspace:
+    """A connected workspace: API JSON in and out, every call bounded, checked and typed.
+
+    `cancel` (set by the CLI's signal handler) stops new calls and abandons waits; `deadline`
+    (monotonic seconds) bounds the whole run; `fence`, set while the apply lock is held, returns
+    until when writes are safe (or raises `LeaseLost`); `on_retry(subject, message)` hears about
+    each retry, for progress lines."""
+
+    def __init__(self, client: Any, *, retry_seconds: float | None = None,
+                 response_seconds: float | None = None) -> None:
+        from databricks.sdk.core import ApiClient
+
+        config = client.config.copy()
+        # The one private touch: `Config.clock` has no setter, and `ApiClient` reads the clock from
+        # its Config. A client we built ourselves (`connect`) already has this clock.
+        config._clock = _no_sleep_clock()
+        self.config = config
+        self._api = ApiClient(config)
+        self.host = _shown_host(config.host or "")
+        self.retry_seconds = retry_seconds if retry_seconds is not None else _env_seconds(
+            "RECONCILER_RETRY_SECONDS", RETRY_SECONDS)
+        self.response_seconds = response_seconds if response_seconds is not None else _env_seconds(
+            "RECONCILER_RESPONSE_SECONDS", RESPONSE_SECONDS)
+        self.cancel = threading.Event()
+        self.cancel_signal = 2
+        self.deadline: float | None = None
+        self.fence: Callable[[], float] | None = None
+        self.on_retry: Callable[[str, str], None] | None = None
+        self._down: str | None = None  # why the host stopped answering, once a call gave up on it
+
+    @classmethod
+    def connect(cls, *, profile: str | None = None, parallelism: int = 16,
+                retry_seconds: float | None = None, response_seconds: float | None = None) -> Workspace:
+        """Unified auth (DATABRICKS_HOST/TOKEN, profile, OAuth M2M), failing fast on a bad host."""
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
+
+        logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # its warnings are ours to word
+        if profile is None and os.environ.get("DATABRICKS_HOST"):
+            _check_host(os.environ["DATABRICKS_HOST"])  # before the SDK's start-up probe retries it
+
+        def configure() -> Any:
+            # A short budget for the start-up probe of /.well-known/databricks-config: an unreachable
+            # host would otherwise block construction for the whole retry budget.
+            return Config(profile=profile, retry_timeout_seconds=5, http_timeout_seconds=10,
+                          max_connection_pools=max(20, parallelism), max_connections_per_pool=max(20, parallelism),
+                          clock=_no_sleep_clock())
+
+        # Config() probes the host and may fetch OAuth tokens, with the SDK's own retries: bounded here.
+        future = _RUNNER.submit(configure)
+        try:
+            config = future.result(timeout=60)
+        except FutureTimeout:
+            raise Unreachable(Problem("Databricks authentication did not finish within 60s (the host's "
+                                      "/.well-known/databricks-config or token endpoint does not answer)")) from None
+        except ValueError as exc:
+            raise ReconcilerError(f"Databricks authentication is not configured: {_first_line(exc)} "
+                                  "(set DATABRICKS_HOST and DATABRICKS_TOKEN, or pass --profile)") from None
+        _check_host(config.host)
+        config.http_timeout_seconds = int(response_seconds or _env_seconds("RECONCILER_RESPONSE_SECONDS",
+                                                                             RESPONSE_SECONDS))
+        return cls(WorkspaceClient(config=config), retry_seconds=retry_seconds, response_seconds=response_seconds)
+
+    # ---- the call layer --------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, subject: str, operation: str, query: dict[str, Any] | None = None,
+              body: dict[str, Any] | None = None, write: bool = False, missing_ok: bool = False,
+              raw: bool = False, shape: Any = ANY, budget: float | None = None) -> Any:
+        """One API call with our retries and bounds; returns the answer's JSON (or bytes when
+        `raw`), None for a missing object when `missing_ok`. See the module docstring."""
+        headers = {"Accept": "application/json"}
+        if self.config.workspace_id:
+            headers["X-Databricks-Workspace-Id"] = self.config.workspace_id
+
+        def attempt() -> Any:
+            answer = self._api.do(method, path, query=query, body=body, headers=headers, raw=raw)
+            if raw:
+                return _read_capped(answer["contents"], MAX_FILE_BYTES)
+            return answer
+
+        started = time.monotonic()
+        tries = 0
+        while True:
+            if self.cancel.is_set():
+                raise Interrupted(self.cancel_signal)
+            if self._down is not None and budget is None:
+                raise Unreachable(Problem(f"{operation}: {self._down}", subject=subject))
+            limit, bound = self._limit(started, write, budget)
+            now = time.monotonic()
+            if limit - now <= 0:
+                raise Unreachable(Problem(f"{operation}: no time left {bound}", subject=subject))
+            tries += 1
+            future = _RUNNER.submit(attempt)
+            try:
+                answer = self._await(future, min(self.response_seconds, limit - now), write=write)
+            except FutureTimeout:
+                if write:
+                    raise Unreachable(Problem(
+                        f"{operation}: no complete answer within {min(self.response_seconds, limit - now):.0f}s "
+                        f"{bound if limit - now < self.response_seconds else ''}; the write may or may not have "
+                        "landed: run apply again, it re-reads and finishes the job".replace("  ", " "),
+                        subject=subject)) from None
+                self._retry_or_give_up(subject, operation, f"no complete answer within {self.response_seconds:.0f}s",
+                                       None, 1.0, started, limit, bound, tries, network=True)
+                continue
+            except _RetryWanted as wanted:
+                cause = wanted.__context__
+                retry_after = getattr(cause, "retry_after_secs", None)
+                reason = _describe(cause, self.host)
+                if _is_tls(cause):  # retrying a TLS mismatch cannot help
+                    raise Unreachable(Problem(f"{operation}: {reason}", subject=subject)) from None
+                self._retry_or_give_up(subject, operation, reason, retry_after, wanted.seconds, started, limit,
+                                       bound, tries, network=not hasattr(cause, "error_code"))
+                continue
+            except (ValueError, RecursionError, UnicodeDecodeError) as exc:  # the body was not JSON
+                what = "a JSON answer nested too deeply" if isinstance(exc, RecursionError) else \
+                    f"not JSON ({_first_line(exc)[:80]})"
+                raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
+                                               subject=subject)) from None
+            except Exception as exc:
+                error = self._typed(exc, subject, operation)
+                if isinstance(error, NotFound) and missing_ok:
+                    return None
+                raise error from None
+            if not raw:
+                problem = _shape_problem(answer, shape)
+                if problem:
+                    raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {problem}",
+                                                   subject=subject))
+            return answer
+
+    def _limit(self, started: float, write: bool, budget: float | None) -> tuple[float, str]:
+        """Until when this call may go on, and what sets that bound (for the message)."""
+        budget = self.retry_seconds if budget is None else budget
+        limits = [(started + budget, f"within the retry budget of {budget:.0f}s (RECONCILER_RETRY_SECONDS)")]
+        if self.deadline is not None:
+            limits.append((self.deadline, "before the run's --deadline"))
+        if write and self.fence is not None:
+            limits.append((self.fence(), "before the apply lock's lease ends"))
+        return min(limits)
+
+    def _await(self, future: Future[Any], seconds: float, *, write: bool) -> Any:
+        """The attempt's answer. A read is abandoned as soon as the run is interrupted; a write in
+        flight is let return (it is bounded by `seconds`), so none lands unseen later."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise FutureTimeout
+            try:
+                return future.result(timeout=min(0.25, left))
+            except FutureTimeout:
+                if self.cancel.is_set() and not write:
+                    raise Interrupted(self.cancel_signal) from None
+
+    def _retry_or_give_up(self, subject: str, operation: str, reason: str, retry_after: float | None, delay: float,
+                          started: float, limit: float, bound: str, tries: int, *, network: bool) -> None:
+        left = limit - time.monotonic()
+        if retry_after is not None and retry_after > left:
+            raise Unreachable(Problem(f"{operation}: {reason}; the server asks to retry after {retry_after:.0f}s "
+                                      f"(Retry-After), more than the {max(0.0, left):.0f}s left {bound}",
+                                      subject=subject))
+        # The SDK's backoff (`retries.py`: min(10, attempt) + up to 1 s), counted over our attempts.
+        delay = delay if retry_after is not None else min(10, tries) + random.random()
+        if delay >= left:
+            spent = time.monotonic() - started
+            message = f"gave up after {tries} attempt(s) in {spent:.0f}s: {reason}"
+            if network and tries > 1 and spent >= (limit - started) / 2:
+                # It stopped answering for a whole budget: later calls say so at once instead of
+                # each waiting out a budget of their own (the lock's release still tries).
+                self._down = f"{self.host} stopped answering: {reason}"
+            raise Unreachable(Problem(f"{operation}: {message}", subject=subject))
+        if self.on_retry is not None:
+            self.on_retry(subject, f"{operation}: {reason}; retrying in {delay:.0f}s (attempt {tries + 1})")
+        if self.cancel.wait(delay):
+            raise Interrupted(self.cancel_signal)
+
+    def _typed(self, exc: BaseException, subject: str, operation: str) -> ReconcilerError:
+        from databricks.sdk import errors
+
+        if isinstance(exc, ReconcilerError):
+            return exc
+        if not isinstance(exc, errors.DatabricksError):
+            return UnexpectedAnswer(Problem(f"{operation}: {type(exc).__name__}: {_first_line(exc)}", subject=subject))
+        code = exc.error_code if exc.error_code and not str(exc.error_code).isdigit() else None
+        problem = Problem(f"{operation}: {_describe(exc, self.host)}", subject=subject)
+        if str(exc).startswith("unable to parse response") or (isinstance(exc, errors.NotFound) and code is None):
+            # An HTTP error without a Databricks error body: a proxy, a login page, another server.
+            return UnexpectedAnswer(Problem(
+                f"unexpected answer from {self.host} to {operation}: HTTP {_status_name(exc)} without a Databricks "
+                "error body; is DATABRICKS_HOST the URL of a Databricks workspace?", subject=subject))
+        if isinstance(exc, errors.NotFound) and _means_missing(code):
+            return NotFound(problem, status=404, error_code=code)
+        if isinstance(exc, (errors.ResourceAlreadyExists, errors.AlreadyExists)) or code in (
+                "RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            return AlreadyExists(problem, error_code=code)
+        if isinstance(exc, errors.ResourceConflict):
+            return Conflict(problem, status=409, error_code=code)
+        if isinstance(exc, errors.Unauthenticated):
+            return Unauthenticated(problem, status=401, error_code=code)
+        if isinstance(exc, errors.PermissionDenied):
+            return PermissionDenied(problem, status=403, error_code=code)
+        return WorkspaceError(problem, error_code=code)
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def get_endpoint(self, name: str) -> dict[str, Any] | None:
+        return self._call("GET", f"/api/2.0/serving-endpoints/{_segment('endpoint', name)}", missing_ok=True,
+                          shape=ENDPOINT, subject=f"serving_endpoint.{name}", operation="get")
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """Every endpoint, summarised (the list is not paginated: ServingEndpointsAPI.list)."""
+        answer = self._call("GET", "/api/2.0/serving-endpoints", shape=ENDPOINT_LIST, subject="serving_endpoints",
+                            operation="list")
+        return list(answer.get("endpoints") or [])
+
+    def get_endpoint_permissions(self, name: str, endpoint_id: str) -> dict[str, Any]:
+        """The endpoint's ACL; the Permissions API takes the endpoint's id, not its name."""
+        return self._call("GET", f"/api/2.0/permissions/serving-endpoints/{_segment('endpoint id', endpoint_id)}",
+                          shape=ACL, subject=f"serving_endpoint.{name}", operation="get_permissions")
+
+    def get_model(self, full_name: str) -> dict[str, Any] | None:
+        # Aliases come back only with include_aliases=true (RegisteredModelsAPI.get docstring).
+        return self._call("GET", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}",
+                          query={"include_aliases": "true"}, missing_ok=True, shape=MODEL,
+                          subject=f"registered_model.{full_name}", operation="get")
+
+    def get_model_version(self, full_name: str, version: str) -> dict[str, Any] | None:
+        return self._call("GET", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/versions/"
+                                 f"{_segment('version', str(version))}", missing_ok=True, shape=VERSION,
+                          subject=f"registered_model.{full_name}", operation=f"get version {version}")
+
+    def list_secret_scopes(self) -> set[str]:
+        answer = self._call("GET", "/api/2.0/secrets/scopes/list", shape=SCOPES, subject="secrets",
+                            operation="list_scopes")
+        return {s["name"] for s in answer.get("scopes") or [] if s.get("name")}
+
+    def list_secret_keys(self, scope: str) -> set[str] | None:
+        _segment("secret scope", scope)
+        answer = self._call("GET", "/api/2.0/secrets/list", query={"scope": scope}, missing_ok=True, shape=SECRETS,
+                            subject=f"secret_scope.{scope}", operation="list_secrets")
+        return None if answer is None else {s["key"] for s in answer.get("secrets") or [] if s.get("key")}
+
+    def resource_exists(self, kind: str, name: str) -> bool:
+        template, grammar = RESOURCE_ROUTES[kind]
+        answer = self._call("GET", template.format(_segment(grammar, name)), missing_ok=True,
+                            subject=f"{kind}.{name}", operation="get")
+        return answer is not None
+
+    def read_mlmodel(self, full_name: str, version: str) -> dict[str, Any] | None:
+        """The version's MLmodel file (resources, auth_policy), or None if it has none. Read
+        through the Files API at /Models/{catalog}/{schema}/{model}/{version}/MLmodel."""
+        _segment("model", full_name)
+        parts = [*full_name.split("."), str(version), "MLmodel"]
+        path = "/api/2.0/fs/files/Models/" + "/".join(_segment(None, p) for p in parts)
+        subject = f"registered_model.{full_name}"
+        content = self._call("GET", path, raw=True, missing_ok=True, subject=subject,
+                             operation=f"read MLmodel of version {version}")
+        if content is None:
+            return None
+        try:
+            data = yaml.safe_load(content)
+        except (yaml.YAMLError, RecursionError):
+            raise ReconcilerError(Problem(f"MLmodel of version {version} is not valid YAML", subject=subject)) from None
+        return data if isinstance(data, dict) else None
+
+    def build_logs_tail(self, name: str, served_name: str, lines: int = 5) -> str:
+        """Last lines of a served entity's build logs, best effort (for failure messages)."""
+        try:
+            answer = self._call("GET", f"/api/2.0/serving-endpoints/{_segment('endpoint', name)}/served-models/"
+                                       f"{_segment('served entity', served_name)}/build-logs",
+                                shape={"logs": str}, subject=f"serving_endpoint.{name}", operation="build_logs")
+        except ReconcilerError:  # logs only decorate an error we are already reporting
+            return ""
+        logs = answer.get("logs") or ""
+        return " | ".join(line.strip() for line in logs.strip().splitlines()[-lines:] if line.strip())
+
+    def current_user(self) -> dict[str, Any]:
+        """The calling identity (SCIM Me): `userName` is the user's e-mail or, for a service
+        principal, its application id (databricks/cli libs/iamutil)."""
+        return self._call("GET", "/api/2.0/preview/scim/v2/Me", shape=USER, subject="current_user", operation="get")
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def create_model(self, full_name: str, *, comment: str | None) -> None:
+        _segment("model", full_name)
+        catalog, schema, name = full_name.split(".")
+        body = {"catalog_name": catalog, "schema_name": schema, "name": name,
+                **({"comment": comment} if comment is not None else {})}
+        self._call("POST", "/api/2.1/unity-catalog/models", body=body, write=True,
+                   subject=f"registered_model.{full_name}", operation="create")
+
+    def update_model(self, full_name: str, fields: dict[str, Any]) -> None:
+        self._call("PATCH", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}", body=dict(fields),
+                   write=True, subject=f"registered_model.{full_name}", operation="update")
+
+    def set_alias(self, full_name: str, alias: str, version: int) -> None:
+        self._call("PUT", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/aliases/"
+                          f"{_segment('alias', alias)}", body={"version_num": int(version)}, write=True,
+                   subject=f"registered_model.{full_name}", operation=f"set_alias({alias} → {version})")
+
+    def delete_alias(self, full_name: str, alias: str) -> None:
+        # Already gone is the goal of the write holding: missing_ok.
+        self._call("DELETE", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/aliases/"
+                             f"{_segment('alias', alias)}", write=True, missing_ok=True,
+                   subject=f"registered_model.{full_name}", operation=f"delete_alias({alias})")
+
+    def create_endpoint(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /serving-endpoints; `payload` is the API's body (tags as a map, made a list here)."""
+        name = payload["name"]
+        _segment("endpoint", name)
+        body = {k: v for k, v in payload.items() if k != "tags" and v is not None}
+        if payload.get("tags"):
+            body["tags"] = [{"key": k, "value": v} for k, v in payload["tags"].items()]
+        return self._call("POST", "/api/2.0/serving-endpoints", body=body, write=True,
+                          subject=f"serving_endpoint.{name}", operation="create")
+
+    def update_config(self, name: str, payload: dict[str, Any]) -> None:
+        self._call("PUT", f"/api/2.0/serving-endpoints/{_segment('endpoint', name)}/config", body=payload,
+                   write=True, subject=f"serving_endpoint.{name}", operation="update_config")
+
+    def patch_tags(self, name: str, *, add: dict[str, str], delete: list[str]) -> None:
+        body: dict[str, Any] = {}
+        if add:
+            body["add_tags"] = [{"key": k, "value": v} for k, v in add.items()]
+        if delete:
+            body["delete_tags"] = list(delete)
+        self._call("PATCH", f"/api/2.0/serving-endpoints/{_segment('endpoint', name)}/tags", body=body,
+                   write=True, subject=f"serving_endpoint.{name}", operation="patch_tags")
+
+    def put_ai_gateway(self, name: str, payload: dict[str, Any]) -> None:
+        self._call("PUT", f"/api/2.0/serving-endpoints/{_segment('endpoint', name)}/ai-gateway",
+                   body={k: v for k, v in payload.items() if v is not None}, write=True,
+                   subject=f"serving_endpoint.{name}", operation="put_ai_gateway")
+
+    def update_permissions(self, name: str, endpoint_id: str, acl: list[dict[str, str]], *, replace: bool) -> None:
+        """PATCH (merge) the given grants, or PUT (replace) the direct grants when `replace`."""
+        self._call("PUT" if replace else "PATCH",
+                   f"/api/2.0/permissions/serving-endpoints/{_segment('endpoint id', endpoint_id)}",
+                   body={"access_control_list": acl}, write=True, subject=f"serving_endpoint.{name}",
+                   operation="set_permissions" if replace else "update_permissions")
+
+    def delete_endpoint(self, name: str) -> None:
+        self._call("DELETE", f"/api/2.0/serving-endpoints/{_segment('endpoint', name)}", write=True,
+                   missing_ok=True, subject=f"serving_endpoint.{name}", operation="delete")
+
+    # ---- workspace files (the apply lock's lease) --------------------------------------------------
+
+    # The lock's own calls take a `budget` of their own: releasing a lease must not give up as soon
+    # as a run that is short of retry budget would.
+
+    def create_file(self, path: str, content: bytes, *, overwrite: bool, budget: float | None = None) -> bool:
+        """Write a workspace file; with overwrite=False, False if the path already exists (atomic)."""
+        subject = f"workspace_file.{path}"
+        self._call("POST", "/api/2.0/workspace/mkdirs", body={"path": path.rsplit("/", 1)[0]}, write=True,
+                   subject=subject, operation="mkdirs", budget=budget)
+        try:
+            self._call("POST", "/api/2.0/workspace/import", write=True, subject=subject, operation="import",
+                       budget=budget,
+                       body={"path": path, "content": base64.b64encode(content).decode(), "format": "AUTO",
+                             "overwrite": overwrite})
+        except AlreadyExists:
+            return False
+        return True
+
+    def read_file(self, path: str, *, budget: float | None = None) -> bytes | None:
+        answer = self._call("GET", "/api/2.0/workspace/export", query={"path": path, "format": "AUTO"}, budget=budget,
+                            missing_ok=True, shape={"content": str}, subject=f"workspace_file.{path}",
+                            operation="export")
+        if answer is None:
+            return None
+        content = answer.get("content") or ""
+        try:
+            return base64.b64decode(content, validate=True)
+        except ValueError:
+            raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to export: content is not base64",
+                                           subject=f"workspace_file.{path}")) from None
+
+    def delete_file(self, path: str, *, budget: float | None = None) -> None:
+        self._call("POST", "/api/2.0/workspace/delete", body={"path": path}, write=True, missing_ok=True, budget=budget,
+                   subject=f"workspace_file.{path}", operation="delete")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
     try:
-        yield
-    except ReconcilerError:
-        raise
-    except errors.DatabricksError as exc:
-        raise ReconcilerError(Problem(f"{operation}: {_describe(exc)}", subject=subject), cause=exc) from None
-    except TimeoutError as exc:
-        cause = exc.__cause__
-        detail = _describe(cause) if isinstance(cause, errors.DatabricksError) else str(exc) or "timed out"
-        raise ReconcilerError(Problem(f"{operation}: gave up after retrying: {detail}", subject=subject)) from None
-    except OSError as exc:  # requests' ConnectionError is an OSError too
-        raise ReconcilerError(Problem(f"{operation}: network error: {_first_line(exc)}", subject=subject)) from None
+        value = float(raw)
+    except ValueError:
+        raise ReconcilerError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value <= 0:
+        raise ReconcilerError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+def _read_capped(stream: Any, cap: int) -> bytes:
+    data = stream.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"larger than {cap} bytes")
+    return bytes(data)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -61,295 +607,152 @@ def _first_line(exc: BaseException) -> str:
     return line.split(" Config: ", 1)[0].rstrip(". ")[:300]
 
 
-def _describe(exc: Exception) -> str:
+def _status_name(exc: BaseException) -> str:
+    """The HTTP status class an SDK error stands for (`databricks/sdk/errors/mapping.py`)."""
+    names = {"BadRequest": "400", "Unauthenticated": "401", "PermissionDenied": "403", "NotFound": "404",
+             "ResourceConflict": "409", "TooManyRequests": "429", "InternalError": "500",
+             "NotImplemented": "501", "TemporarilyUnavailable": "503", "DeadlineExceeded": "504"}
+    for cls in type(exc).__mro__:
+        if cls.__name__ in names:
+            return names[cls.__name__]
+    return "error"
+
+
+def _means_missing(code: str | None) -> bool:
+    """A 404 that says the object is not there (not 'no such API' nor a stranger's 404 page)."""
+    return code is not None and (code in ("NOT_FOUND", "RESOURCE_DOES_NOT_EXIST") or code.endswith("_DOES_NOT_EXIST"))
+
+
+def _is_tls(exc: BaseException | None) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.SSLError)
+
+
+def _describe(exc: BaseException | None, host: str) -> str:
+    """The cause of a failed attempt, in words a user can act on."""
+    import requests
     from databricks.sdk import errors
 
-    message = _first_line(exc)
-    code = getattr(exc, "error_code", None)
-    code = None if code is None or str(code).isdigit() else code
-    if isinstance(exc, errors.Unauthenticated):
-        return f"authentication failed (401 {code or 'UNAUTHENTICATED'}): {message}; check DATABRICKS_TOKEN or --profile"
-    if isinstance(exc, errors.PermissionDenied):
-        return f"permission denied (403 {code or 'PERMISSION_DENIED'}): {message}"
-    if isinstance(exc, errors.TooManyRequests):
-        return f"rate limited (429 {code or ''}): {message}".replace(" )", ")")
-    return f"{code}: {message}" if code else message
+    if exc is None:
+        return "no answer"
+    if isinstance(exc, errors.DatabricksError):
+        message = _first_line(exc)
+        code = exc.error_code if exc.error_code and not str(exc.error_code).isdigit() else None
+        if isinstance(exc, errors.Unauthenticated):
+            return (f"authentication failed (401 {code or 'UNAUTHENTICATED'}): {message}; check DATABRICKS_TOKEN "
+                    "(or --profile and ~/.databrickscfg)")
+        if isinstance(exc, errors.PermissionDenied):
+            hint = "; check DATABRICKS_TOKEN (or --profile): the token is not valid for this workspace" \
+                if "token" in message.lower() else "; ask a workspace admin for the permission named above"
+            return f"permission denied (403 {code or 'PERMISSION_DENIED'}): {message}{hint}"
+        if isinstance(exc, errors.TooManyRequests):
+            return f"rate limited (429{' ' + code if code else ''}): {message}"
+        if isinstance(exc, errors.TemporarilyUnavailable):
+            return f"temporarily unavailable (503{' ' + code if code else ''}): {message}"
+        return f"{code}: {message}" if code else message
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS handshake with {host} failed (is the scheme right? http:// for a local workspace)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timed out waiting for {host}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "Connection refused" in text or "ECONNREFUSED" in text:
+            return f"connection refused by {host}"
+        if "NameResolution" in text or "Name or service not known" in text or "nodename nor servname" in text \
+                or "getaddrinfo" in text:
+            return f"host name of {host} not resolved"
+        if "reset" in text.lower():
+            return f"connection reset by {host}"
+        return f"connection to {host} closed without an answer"
+    return _first_line(exc)
 
 
-class Workspace:
-    """A connected workspace: typed SDK calls in, API-shaped dicts out."""
-
-    def __init__(self, client: Any) -> None:
-        self.w = client
-
-    @classmethod
-    def connect(cls, *, profile: str | None = None, parallelism: int = 16,
-                retry_timeout_seconds: int = 300, http_timeout_seconds: int = 60) -> Workspace:
-        """Unified auth (DATABRICKS_HOST/TOKEN, profile, OAuth M2M), failing fast on an unreachable host."""
-        from databricks.sdk import WorkspaceClient
-        from databricks.sdk.config import Config
-
-        logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # its warnings are ours to word
-        if profile is None and os.environ.get("DATABRICKS_HOST"):
-            _check_reachable(os.environ["DATABRICKS_HOST"])  # before the SDK's start-up probe retries it
-        try:
-            # A short budget for the start-up probe of /.well-known/databricks-config: an unreachable
-            # host would otherwise block construction for the whole retry budget.
-            config = Config(profile=profile, retry_timeout_seconds=5, http_timeout_seconds=10,
-                            max_connection_pools=max(20, parallelism),
-                            max_connections_per_pool=max(20, parallelism),
-                            disable_experimental_files_api_client=True)
-        except ValueError as exc:
-            raise ReconcilerError(f"Databricks authentication is not configured: {_first_line(exc)} "
-                                  "(set DATABRICKS_HOST and DATABRICKS_TOKEN, or pass --profile)") from None
-        _check_reachable(config.host)
-        # How long the SDK keeps retrying 429/503/connection errors before giving up.
-        config.retry_timeout_seconds = int(os.environ.get("RECONCILER_RETRY_SECONDS") or retry_timeout_seconds)
-        config.http_timeout_seconds = http_timeout_seconds
-        return cls(WorkspaceClient(config=config))
-
-    # ---- reads -------------------------------------------------------------------------------
-
-    def get_endpoint(self, name: str) -> dict[str, Any] | None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"serving_endpoint.{name}", "get"):
-            try:
-                return self.w.serving_endpoints.get(name).as_dict()
-            except NotFound:
-                return None
-
-    def list_endpoints(self) -> list[dict[str, Any]]:
-        with translate("serving_endpoints", "list"):
-            return [e.as_dict() for e in self.w.serving_endpoints.list()]
-
-    def get_endpoint_permissions(self, name: str, endpoint_id: str) -> dict[str, Any]:
-        with translate(f"serving_endpoint.{name}", "get_permissions"):
-            return self.w.serving_endpoints.get_permissions(endpoint_id).as_dict()
-
-    def get_model(self, full_name: str) -> dict[str, Any] | None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"registered_model.{full_name}", "get"):
-            try:
-                # Aliases come back only with include_aliases=true.
-                return self.w.registered_models.get(full_name, include_aliases=True).as_dict()
-            except NotFound:
-                return None
-
-    def get_model_version(self, full_name: str, version: str) -> dict[str, Any] | None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"registered_model.{full_name}", f"get version {version}"):
-            try:
-                return self.w.model_versions.get(full_name, int(version)).as_dict()
-            except NotFound:
-                return None
-
-    def list_secret_scopes(self) -> set[str]:
-        with translate("secrets", "list_scopes"):
-            return {s.name for s in self.w.secrets.list_scopes() if s.name}
-
-    def list_secret_keys(self, scope: str) -> set[str] | None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"secret_scope.{scope}", "list_secrets"):
-            try:
-                return {s.key for s in self.w.secrets.list_secrets(scope) if s.key}
-            except NotFound:
-                return None
-
-    def resource_exists(self, kind: str, name: str) -> bool:
-        from databricks.sdk.errors import NotFound
-
-        getters = {
-            "serving_endpoint": lambda: self.w.serving_endpoints.get(name),
-            "vector_search_index": lambda: self.w.vector_search_indexes.get_index(name),
-            "sql_warehouse": lambda: self.w.warehouses.get(name),
-            "function": lambda: self.w.functions.get(name),
-            "genie_space": lambda: self.w.genie.get_space(name),
-            "table": lambda: self.w.tables.get(name),
-            "uc_connection": lambda: self.w.connections.get(name),
-            "app": lambda: self.w.apps.get(name),
-            "lakebase": lambda: self.w.database.get_database_instance(name),
-        }
-        with translate(f"{kind}.{name}", "get"):
-            try:
-                getters[kind]()
-                return True
-            except NotFound:
-                return False
-
-    def read_mlmodel(self, full_name: str, version: str) -> dict[str, Any] | None:
-        """The version's MLmodel file (resources, auth_policy), or None if it has none."""
-        from databricks.sdk.errors import NotFound
-
-        catalog, schema, model = full_name.split(".")
-        path = f"/Models/{catalog}/{schema}/{model}/{version}/MLmodel"
-        with translate(f"registered_model.{full_name}", f"read MLmodel of version {version}"):
-            try:
-                content = self.w.files.download(path).contents.read()
-            except NotFound:
-                return None
-        try:
-            data = yaml.safe_load(content)
-        except yaml.YAMLError:
-            raise ReconcilerError(Problem(f"MLmodel of version {version} is not valid YAML",
-                                          subject=f"registered_model.{full_name}")) from None
-        return data if isinstance(data, dict) else None
-
-    def build_logs_tail(self, name: str, served_name: str, lines: int = 5) -> str:
-        """Last lines of a served entity's build logs, best effort (for failure messages)."""
-        try:
-            logs = self.w.serving_endpoints.build_logs(name, served_name).logs or ""
-        except Exception:  # logs only decorate an error we are already reporting
-            return ""
-        return " | ".join(line.strip() for line in logs.strip().splitlines()[-lines:] if line.strip())
-
-    # ---- writes ------------------------------------------------------------------------------
-
-    def create_model(self, full_name: str, *, comment: str | None) -> None:
-        catalog, schema, name = full_name.split(".")
-        with translate(f"registered_model.{full_name}", "create"):
-            self.w.registered_models.create(catalog_name=catalog, schema_name=schema, name=name, comment=comment)
-
-    def update_model(self, full_name: str, fields: dict[str, Any]) -> None:
-        with translate(f"registered_model.{full_name}", "update"):
-            self.w.registered_models.update(full_name, **fields)
-
-    def set_alias(self, full_name: str, alias: str, version: int) -> None:
-        with translate(f"registered_model.{full_name}", f"set_alias({alias} → {version})"):
-            self.w.registered_models.set_alias(full_name, alias, version)
-
-    def delete_alias(self, full_name: str, alias: str) -> None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"registered_model.{full_name}", f"delete_alias({alias})"):
-            try:
-                self.w.registered_models.delete_alias(full_name, alias)
-            except NotFound:
-                pass  # already gone: the goal of the write holds
-
-    def create_endpoint(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from databricks.sdk.service import serving
-
-        name = payload["name"]
-        with translate(f"serving_endpoint.{name}", "create"):
-            wait = self.w.serving_endpoints.create(
-                name=name,
-                config=serving.EndpointCoreConfigInput.from_dict(payload["config"]),
-                ai_gateway=serving.AiGatewayConfig.from_dict(payload["ai_gateway"]) if payload.get("ai_gateway") else None,
-                tags=[serving.EndpointTag(key=k, value=v) for k, v in payload.get("tags", {}).items()] or None,
-                description=payload.get("description"),
-                route_optimized=payload.get("route_optimized"),
-            )
-            return wait.response.as_dict() if wait.response is not None else {}
-
-    def update_config(self, name: str, payload: dict[str, Any]) -> None:
-        from databricks.sdk.service import serving
-
-        with translate(f"serving_endpoint.{name}", "update_config"):
-            self.w.serving_endpoints.update_config(
-                name,
-                served_entities=[serving.ServedEntityInput.from_dict(e) for e in payload["served_entities"]],
-                traffic_config=serving.TrafficConfig.from_dict(payload["traffic_config"])
-                if payload.get("traffic_config") else None,
-                auto_capture_config=serving.AutoCaptureConfigInput.from_dict(payload["auto_capture_config"])
-                if payload.get("auto_capture_config") else None,
-            )
-
-    def patch_tags(self, name: str, *, add: dict[str, str], delete: list[str]) -> None:
-        from databricks.sdk.service import serving
-
-        with translate(f"serving_endpoint.{name}", "patch_tags"):
-            self.w.serving_endpoints.patch(
-                name, add_tags=[serving.EndpointTag(key=k, value=v) for k, v in add.items()] or None,
-                delete_tags=delete or None)
-
-    def put_ai_gateway(self, name: str, payload: dict[str, Any]) -> None:
-        from databricks.sdk.service import serving
-
-        parts = {
-            "inference_table_config": serving.AiGatewayInferenceTableConfig,
-            "usage_tracking_config": serving.AiGatewayUsageTrackingConfig,
-            "guardrails": serving.AiGatewayGuardrails,
-            "fallback_config": serving.FallbackConfig,
-        }
-        kwargs: dict[str, Any] = {k: cls.from_dict(payload[k]) for k, cls in parts.items() if payload.get(k) is not None}
-        if payload.get("rate_limits") is not None:
-            kwargs["rate_limits"] = [serving.AiGatewayRateLimit.from_dict(r) for r in payload["rate_limits"]]
-        with translate(f"serving_endpoint.{name}", "put_ai_gateway"):
-            self.w.serving_endpoints.put_ai_gateway(name, **kwargs)
-
-    def update_permissions(self, name: str, endpoint_id: str, acl: list[dict[str, str]], *, replace: bool) -> None:
-        """PATCH (merge) the given grants, or PUT (replace) the direct grants when `replace`."""
-        from databricks.sdk.service import serving
-
-        entries = [serving.ServingEndpointAccessControlRequest.from_dict(a) for a in acl]
-        operation = "set_permissions" if replace else "update_permissions"
-        with translate(f"serving_endpoint.{name}", operation):
-            if replace:
-                self.w.serving_endpoints.set_permissions(endpoint_id, access_control_list=entries)
-            else:
-                self.w.serving_endpoints.update_permissions(endpoint_id, access_control_list=entries)
-
-    def delete_endpoint(self, name: str) -> None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"serving_endpoint.{name}", "delete"):
-            try:
-                self.w.serving_endpoints.delete(name)
-            except NotFound:
-                pass  # already gone
+def _shape_problem(answer: Any, shape: Any) -> str | None:
+    """What is wrong with an answer's shape, or None."""
+    depth = _too_deep(answer)
+    if depth:
+        return depth
+    return _mismatch(answer, shape, "")
 
 
-    # ---- workspace files (the apply lock's lease) --------------------------------------------------
-
-    def create_file(self, path: str, content: bytes, *, overwrite: bool) -> bool:
-        """Write a workspace file; with overwrite=False, False if the path already exists (atomic)."""
-        import base64
-
-        from databricks.sdk.errors import ResourceAlreadyExists
-        from databricks.sdk.service.workspace import ImportFormat
-
-        with translate(f"workspace_file.{path}", "import"):
-            self.w.workspace.mkdirs(path.rsplit("/", 1)[0])
-            try:
-                self.w.workspace.import_(path, content=base64.b64encode(content).decode(), format=ImportFormat.AUTO,
-                                         overwrite=overwrite)
-            except ResourceAlreadyExists:
-                return False
-        return True
-
-    def read_file(self, path: str) -> bytes | None:
-        import base64
-
-        from databricks.sdk.errors import NotFound
-        from databricks.sdk.service.workspace import ExportFormat
-
-        with translate(f"workspace_file.{path}", "export"):
-            try:
-                return base64.b64decode(self.w.workspace.export(path, format=ExportFormat.AUTO).content or "")
-            except NotFound:
-                return None
-
-    def delete_file(self, path: str) -> None:
-        from databricks.sdk.errors import NotFound
-
-        with translate(f"workspace_file.{path}", "delete"):
-            try:
-                self.w.workspace.delete(path)
-            except NotFound:
-                pass
+def _too_deep(answer: Any) -> str | None:
+    """Iterative, so a hostile nesting cannot exhaust the stack while we look at it."""
+    stack: list[tuple[Any, int]] = [(answer, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return f"nested more than {MAX_NESTING} levels deep"
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((item, depth + 1) for item in items if isinstance(item, (dict, list)))
+    return None
 
 
-def _check_reachable(host: str | None) -> None:
+def _mismatch(value: Any, shape: Any, where: str) -> str | None:
+    if isinstance(shape, type):
+        return None if _is_type(value, shape) else f"{where or 'the answer'} is {_json_type(value)}, expected " \
+                                                    f"{_json_name(shape)}"
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is {_json_type(value)}, expected an array"
+        for i, item in enumerate(value):
+            problem = _mismatch(item, shape[0], f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if not isinstance(value, dict):
+        return f"{where or 'the answer'} is {_json_type(value)}, expected an object"
+    if str in shape:  # a map: every value of one type
+        bad = next((k for k, v in value.items() if not _is_type(v, shape[str])), None)
+        return None if bad is None else f"{where}.{bad} is {_json_type(value[bad])}, expected " \
+                                        f"{_json_name(shape[str])}"
+    for key, item_shape in shape.items():
+        name = key.rstrip("!")
+        path = f"{where}.{name}" if where else name
+        if value.get(name) is None:
+            if key.endswith("!"):
+                return f"{path} is missing"
+            continue
+        problem = _mismatch(value[name], item_shape, path)
+        if problem:
+            return problem
+    return None
+
+
+def _is_type(value: Any, expected: type) -> bool:
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _json_name(expected: type) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}[expected]
+
+
+def _check_host(host: str | None) -> None:
+    """Refuse a host the SDK would mangle or hang on, and fail fast (one line) when nobody listens."""
     if not host:
-        raise ReconcilerError("no Databricks host configured; set DATABRICKS_HOST (and DATABRICKS_TOKEN) or pass --profile")
-    url = urllib.parse.urlparse(host if "://" in host else f"https://{host}")
+        raise ReconcilerError("no Databricks host configured; set DATABRICKS_HOST (and DATABRICKS_TOKEN) or pass "
+                              "--profile")
+    if "://" not in host:
+        raise ReconcilerError(f"Databricks host '{_shown_host('https://' + host)[8:]}' has no scheme; write "
+                              "https://<workspace host> (or http://127.0.0.1:<port> for a local workspace)")
+    url = urllib.parse.urlsplit(host)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ReconcilerError(f"Databricks host '{_shown_host(host)}' is not an http(s) URL; write "
+                              "https://<workspace host>")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        socket.create_connection((url.hostname or "", port), timeout=10).close()
+        socket.create_connection((url.hostname, port), timeout=10).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ReconcilerError(f"cannot reach Databricks host {url.scheme}://{url.netloc}: {reason}") from None
+        if isinstance(exc, socket.gaierror):
+            reason = "host name not resolved"
+        elif isinstance(exc, TimeoutError):
+            reason = "timed out"
+        raise Unreachable(Problem(f"cannot reach Databricks host {_shown_host(host)}: {reason.lower()}")) from None
