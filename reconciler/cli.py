@@ -299,6 +299,30 @@ def serve(host: str, port: int, seed: str | None, latency_ms: int, update_second
         raise ReconcilerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+@sim.command()
+@click.argument("endpoint")
+@click.option("--url", default="http://127.0.0.1:8765", show_default=True, help="The local workspace.")
+@click.option("--token", envvar="DATABRICKS_TOKEN", default=None, help="Bearer token [env DATABRICKS_TOKEN; "
+              "default: the local workspace's]")
+@click.option("--count", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0),
+              help="Queries per second (0: as fast as the workers go).")
+@click.option("--served-entity", default=None, help="Query this served entity only, whatever its traffic share.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1), help="Queries in flight at most.")
+def traffic(endpoint: str, url: str, token: str | None, count: int, rate: float, served_entity: str | None,
+            workers: int) -> None:
+    """Send COUNT chat queries to ENDPOINT over HTTP and summarise the answers."""
+    from reconciler.errors import ReconcilerError
+    from reconciler.localworkspace.server import DEFAULT_TOKEN
+    from reconciler.localworkspace.traffic import send_queries
+
+    report = send_queries(url, token or DEFAULT_TOKEN, endpoint, count=count, rate=rate,
+                          served_entity=served_entity, workers=workers)
+    if not report.sent - report.statuses[0]:
+        raise ReconcilerError(f"traffic: {endpoint}: {report.first_error or 'no answer'} ({url})")
+    click.echo(f"{endpoint}: {report.summary()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     from reconciler.errors import ReconcilerError
 

@@ -42,6 +42,7 @@ class ModelVersion:
     comment: str | None = None
     mlmodel: dict[str, Any] | None = None  # the MLmodel file, served as YAML through the Files API
     deploy_failure: str | None = None  # deploying this version to an endpoint fails with this message
+    serving: Any = None  # a queries.Behaviour: how it answers queries once served (seed key `serving`)
     id: str = field(default_factory=uuid_id)
     updated_at: int = 0
     updated_by: str = ""
@@ -280,11 +281,12 @@ class Catalog:
         """Add (or replace) a version from a seed entry already checked by `seed.py`."""
         number = parse_version(entry["version"])
         now = now_ms()
-        known = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure"}
+        known = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "serving"}
         model.versions[number] = ModelVersion(
             version=number, status=entry.get("status", "READY"), created_at=entry.get("created_at", now),
             created_by=entry.get("created_by", self.user), source=entry.get("source"), run_id=entry.get("run_id"),
             comment=entry.get("comment"), mlmodel=entry.get("mlmodel"), deploy_failure=entry.get("deploy_failure"),
+            serving=entry.get("serving"),
             extra={k: v for k, v in entry.items() if k not in known and k not in ("created_at", "created_by")},
         )
 

@@ -3,8 +3,9 @@
 Paths, methods and JSON shapes are the ones `databricks-sdk` 0.156 sends (its `service/*.py`
 modules) and the MLflow deployments client uses (the trailing-slash collection path). Handlers
 are thin: they read the request, call the store that owns the rule (`serving.py`, `catalog.py`,
-`resources.py`, `workspace_files.py`) and shape the answer. The server runs every handler under
-the workspace lock, after letting due endpoint updates finish.
+`resources.py`, `workspace_files.py`, `queries.py`) and shape the answer. The server runs every
+handler under the workspace lock, after letting due endpoint updates finish; query handlers
+(`locked=False`) take the lock themselves so the latency they sleep does not hold it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
+from reconciler.localworkspace import queries
 from reconciler.localworkspace.catalog import file_not_found
 from reconciler.localworkspace.errors import ApiError, permission_denied
 from reconciler.localworkspace.pages import query_bool
@@ -28,6 +30,7 @@ class Request:
     query: dict[str, str]
     body: dict[str, Any]  # the parsed JSON object (or multipart form) body; {} when there is none
     params: dict[str, str] = field(default_factory=dict)  # from the path pattern
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 @dataclass
@@ -46,13 +49,16 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     template: str
+    locked: bool = True  # False: the handler takes the workspace lock itself (queries sleep outside it)
 
 
 ROUTES: list[Route] = []
 
 
-def route(method: str, template: str, *, trailing_slash: bool = False) -> Callable[[Handler], Handler]:
-    """Register a handler; `{name}` matches one path segment, `{name:path}` the rest of the path."""
+def route(method: str, template: str, *, trailing_slash: bool = False,
+          locked: bool = True) -> Callable[[Handler], Handler]:
+    """Register a handler; `{name}` matches one path segment, `{name:path}` the rest of the path.
+    The server runs it under the workspace lock unless `locked` is False."""
     regex = ""
     for part in re.split(r"(\{\w+(?::path)?\})", template):
         placeholder = re.fullmatch(r"\{(\w+)(:path)?\}", part)
@@ -64,7 +70,7 @@ def route(method: str, template: str, *, trailing_slash: bool = False) -> Callab
         regex += "/?"
 
     def register(handler: Handler) -> Handler:
-        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template))
+        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template, locked))
         return handler
     return register
 
@@ -138,6 +144,28 @@ def update_notifications(state: WorkspaceState, request: Request) -> dict[str, A
 @route("GET", SERVING + "/{name}/served-models/{served_model_name}/build-logs")
 def build_logs(state: WorkspaceState, request: Request) -> dict[str, Any]:
     return state.serving.build_logs(request.params["name"], request.params["served_model_name"])
+
+
+# -- queries to served models (`queries.py`) ------------------------------------------------------
+
+def query_route(template: str, api: str) -> None:
+    def handler(state: WorkspaceState, request: Request) -> Response:
+        status, body, headers = queries.invoke(state, request.body, api=api, endpoint_name=request.params.get("name"),
+                                               entity_name=request.params.get("served_entity"))
+        return Response(body, status=status, headers=headers)
+    route("POST", template, locked=False)(handler)
+
+
+query_route("/serving-endpoints/{name}/invocations", "invocations")
+query_route("/serving-endpoints/{name}/served-models/{served_entity}/invocations", "invocations")
+query_route("/serving-endpoints/chat/completions", "chat")
+query_route("/serving-endpoints/responses", "responses")
+
+
+@route("GET", SERVING + "/{name}/metrics")
+def export_metrics(state: WorkspaceState, request: Request) -> Response:
+    text, content_type = queries.export_metrics(state, request.params["name"], request.headers.get("accept", ""))
+    return Response(text, headers={"Content-Type": content_type})
 
 
 PERMISSIONS = "/api/2.0/permissions/serving-endpoints/{endpoint_id}"

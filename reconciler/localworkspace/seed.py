@@ -18,6 +18,7 @@ import yaml
 from reconciler.localworkspace.catalog import VERSION_STATUSES, RegisteredModel, split_full_name
 from reconciler.localworkspace.clock import now_ms
 from reconciler.localworkspace.errors import ApiError
+from reconciler.localworkspace.queries import parse_behaviour
 from reconciler.localworkspace.resources import KINDS
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 TOP_LEVEL_KEYS = ("registered_models", "serving_endpoints", "secret_scopes", *KINDS)
 MODEL_KEYS = {"full_name", "comment", "owner", "aliases", "versions", "storage_location"}
 VERSION_KEYS = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "run_workspace_id",
-                "model_version_dependencies", "created_at", "created_by"}
+                "model_version_dependencies", "created_at", "created_by", "serving"}
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
@@ -140,6 +141,11 @@ def _checked_version(version: Any, where: str) -> dict[str, Any]:
     for key in ("source", "run_id", "comment", "deploy_failure"):
         if version.get(key) is not None:
             _text(version, key, where)
+    if version.get("serving") is not None:  # how the version answers queries (queries.py)
+        try:
+            version = {**version, "serving": parse_behaviour(version["serving"])}
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     return version
 
 

@@ -9,7 +9,8 @@ The unmodified `databricks-sdk` talks to it exactly as to a real workspace:
 
 `run()` serves one until SIGINT/SIGTERM (`reconciler sim serve`); `LocalWorkspace` serves one on a
 background thread for tests. The routes are listed in `routes.py`; the rules behind them live in
-`serving.py`, `catalog.py`, `resources.py` and `workspace_files.py`.
+`serving.py`, `catalog.py`, `resources.py`, `workspace_files.py` and, for queries to served models
+and the metrics export, `queries.py`.
 
 Requests
 - Every request needs `Authorization: Bearer <token>`. Without one the answer is 401 "Credential
@@ -22,7 +23,8 @@ Requests
   is 404 ENDPOINT_NOT_FOUND; a body that is not a JSON object, or a field of the wrong type, is 400
   MALFORMED_REQUEST. No request can crash the server or get a traceback back.
 - Requests are handled one at a time under the workspace lock (atomic), on a thread per connection
-  (HTTP/1.1 keep-alive, Content-Length always set).
+  (HTTP/1.1 keep-alive, Content-Length always set). A query to a served model sleeps its latency
+  outside the lock, so slow agents do not hold up other requests.
 
 Test controls (off unless asked), as methods and under `/__sim/` (a prefix the real API never uses)
 for a server in another process:
@@ -36,7 +38,9 @@ for a server in another process:
     POST /__sim/seed                     a seed document (below)
     POST /__sim/tokens                   {"token": "viewer-token", "read_only": true}
     POST /__sim/log-responses            {"on": true}
-The request log holds `/api/` calls only (not `/.well-known` nor `/__sim`), in completion order;
+    POST /__sim/queries                  {"seed": 7, "metrics_window_seconds": 0}   (see queries.py, metrics.py)
+The request log holds `/api/` calls only (not `/.well-known`, `/__sim` nor queries to served
+models, which `state.queries.log` keeps), in completion order;
 `status` is None for a dropped connection and `fault` names the injected fault, if any. With
 `log_responses` on, each handled request also has `response: {status, body}`, what the handler
 answered, even when a `drop_after` fault then kept it from the client: that is how a test tells a
@@ -56,6 +60,8 @@ Seed format (YAML or JSON; every key optional, no other top-level key allowed):
             run_id: 0a1b2c
             mlmodel: {flavors: {...}, resources: {...}}   # the MLmodel file, served as YAML by the Files API
             deploy_failure: "ImportError: ..."    # deploying this version ends UPDATE_FAILED with this message
+            serving: {reply: "...", latency_ms: 40}  # how it answers queries (queries.py: reply, latency_ms,
+                                                  # error_rate, status, message, permission_denied)
     serving_endpoints:                            # create-request shape; created READY, versions not checked
       - {name: databricks-meta-llama-3-3-70b-instruct, config: {served_entities: [...]}, tags: [{key, value}]}
     secret_scopes: [{name: support, keys: [openai]}]   # key names only; values are never stored
@@ -215,10 +221,13 @@ class LocalWorkspace:
                 raise routes.unknown_route(method, path)
             route, params = found
             body = parse_body(method, raw, headers.get("content-type", ""))
-            request = routes.Request(method=method, path=path, query=query, body=body, params=params)
-            with self.state.lock:
-                self.state.serving.settle()
+            request = routes.Request(method=method, path=path, query=query, body=body, params=params, headers=headers)
+            if not route.locked:  # a query: it takes the lock itself and sleeps its latency outside it
                 result = route.handler(self.state, request)
+            else:
+                with self.state.lock:
+                    self.state.serving.settle()
+                    result = route.handler(self.state, request)
             return result if isinstance(result, routes.Response) else routes.Response(result)
         except ApiError as exc:
             return routes.Response(exc.body(), status=exc.status, headers=exc.headers)
@@ -264,6 +273,10 @@ class LocalWorkspace:
                 self.add_seed(body)
             elif (method, action) == ("POST", "/log-responses"):
                 self.log_responses = bool(body.get("on", True))
+            elif (method, action) == ("POST", "/queries"):
+                with self.state.lock:
+                    self.state.queries.configure(seed=body.get("seed"),
+                                                 metrics_window_seconds=body.get("metrics_window_seconds"))
             elif (method, action) == ("POST", "/tokens"):
                 self.add_token(str(body["token"]), read_only=bool(body.get("read_only", False)))
             else:

@@ -1,9 +1,10 @@
 """Everything the local workspace holds, behind one lock.
 
 `WorkspaceState` groups the per-domain stores (Unity Catalog models, serving endpoints,
-dependent resources and secrets, workspace files) and the one re-entrant lock that makes every
-request atomic: the server holds `lock` while a route handler runs, so a request sees and leaves
-a consistent state however many clients call at once. Tests may read `LocalWorkspace.state`
+dependent resources and secrets, workspace files, queries to served models) and the one
+re-entrant lock that makes every request atomic: the server holds `lock` while a route handler
+runs (a query takes it itself, around its sleep), so a request sees and leaves a consistent state
+however many clients call at once. Tests may read `LocalWorkspace.state`
 for white-box assertions; they should hold `lock` while they do.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from reconciler.localworkspace.catalog import Catalog
 from reconciler.localworkspace.clock import WORKSPACE_ID
+from reconciler.localworkspace.queries import Queries
 from reconciler.localworkspace.resources import Resources
 from reconciler.localworkspace.serving import Serving
 from reconciler.localworkspace.workspace_files import WorkspaceFiles
@@ -30,6 +32,7 @@ class WorkspaceState:
         self.serving = Serving(self.catalog, user, update_seconds)
         self.resources = Resources(user)
         self.files = WorkspaceFiles(user)
+        self.queries = Queries()  # draws, metrics and log of the queries to served models
 
     @property
     def update_seconds(self) -> float:
