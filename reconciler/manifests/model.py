@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from reconciler.manifests.policy_model import Policy
+
 API_VERSION = "reconciler/v1"
 MANAGED_BY_TAG = "managed-by"
 STACK_TAG = "reconciler-stack"
@@ -184,12 +186,13 @@ class ServingEndpoint(_Strict):
     spec: ServingEndpointSpec
 
 
-KINDS: dict[str, type[RegisteredModel] | type[ServingEndpoint]] = {
+KINDS: dict[str, type[RegisteredModel] | type[ServingEndpoint] | type[Policy]] = {
     "RegisteredModel": RegisteredModel,
     "ServingEndpoint": ServingEndpoint,
+    "Policy": Policy,  # rules the others must satisfy: policy_model.py
 }
 
-ManifestDocument = Annotated[RegisteredModel | ServingEndpoint, Field(discriminator="kind")]
+ManifestDocument = Annotated[RegisteredModel | ServingEndpoint | Policy, Field(discriminator="kind")]
 
 
 def principal_of(permission: Permission) -> str:
