@@ -79,6 +79,14 @@ def compute_plan(workspace: Any, manifests: Any, *, parallelism: int, stack: str
     resolved = resolve_versions(manifests, live.models)
     read_dependencies(workspace, manifests, live, resolved, parallelism=parallelism)
     problems, warnings = preflight(manifests, live, resolved)
+    if manifests.policies:  # policies again, now with live state and MLmodels known (reconciler/policy.py)
+        from reconciler.policy import check_live, compile_policies, plan_views
+
+        compiled, _ = compile_policies(manifests.policies.values())  # they compiled when loaded
+        violations, policy_warnings = check_live(compiled, manifests, plan_views(manifests, live, resolved),
+                                                 stack=stack)
+        problems += violations
+        warnings += [str(w) for w in policy_warnings]
     if problems:
         raise ReconcilerError(problems)
     plan = make_plan(manifests, live, stack=stack, prune=prune)
