@@ -61,6 +61,7 @@ _CEL_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes", "lis
 # Macros whose first argument names a variable bound in the rest (`list.all(e, e.x)`).
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _FIELD_PART = re.compile(r"\[([0-9]+)\]|\.?([A-Za-z_][A-Za-z0-9_]*)")
+FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_]*)*")
 DEFAULT_FIELD_PATH: Loc = ("metadata", "name")
 DRIFT = "drift: the live object breaks this now; this plan corrects it"
 UNMANAGED = "after apply: the manifest leaves a field out, so it keeps its live value, which breaks this; set it " \
@@ -133,6 +134,11 @@ def compile_policies(policies: Iterable[Loaded[Policy]]) -> tuple[list[CompiledP
                                                                 f"(first at line {first.line}); give each rule its own"))
                 continue
             seen[rule.name] = i
+            if rule.field_path is not None and not FIELD_PATH.fullmatch(rule.field_path):
+                problems.append(loaded.problem(loc + ("field_path",), f"field_path '{rule.field_path}' is not a field "
+                                                                      "path; write one such as spec.ai_gateway or "
+                                                                      "spec.served_entities[0]"))
+                continue
             programs = {}
             for key in ("expression", "message_expression"):
                 text = getattr(rule, key)

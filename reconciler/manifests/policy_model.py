@@ -20,8 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # The kinds a policy can match (a policy never applies to another policy).
 PolicyTarget = Literal["RegisteredModel", "ServingEndpoint"]
-# `spec.served_entities[0].name`: the dotted path of a field, as problems print them.
-FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
 class _Strict(BaseModel):
@@ -61,9 +59,9 @@ class Rule(_Strict):
                                   "fails, `message` is used.")
     severity: Literal["error", "warning"] = Field(
         default="error", description="error: validate and plan fail. warning: printed, nothing fails.")
-    field_path: Annotated[str, Field(pattern=FIELD_PATH)] | None = Field(
-        default=None, description="Where violations point, e.g. spec.ai_gateway (default: metadata.name); the "
-                                  "nearest written parent when the field is left out.")
+    field_path: str | None = Field(
+        default=None, description="Where violations point, e.g. spec.ai_gateway or spec.served_entities[0] (default: "
+                                  "metadata.name); the nearest written parent when the field is left out.")
 
 
 class PolicySpec(_Strict):
