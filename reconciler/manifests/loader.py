@@ -228,6 +228,11 @@ _REQUIRED_EXAMPLES = {
     "permission_level": "permission_level: CAN_QUERY, CAN_VIEW or CAN_MANAGE",
     "enabled": "enabled: true or false",
     "behavior": "behavior: BLOCK, MASK or NONE",
+    # Policy (policy_model.py)
+    "match": "match: with kinds: [ServingEndpoint] (and names, stacks or tags to narrow it)",
+    "kinds": "kinds: [ServingEndpoint] or [RegisteredModel]",
+    "rules": "rules: with at least one rule (name, expression, message)",
+    "expression": "expression: a CEL condition that holds when the document complies",
 }
 
 
