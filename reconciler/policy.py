@@ -212,7 +212,7 @@ def _syntax_problem(exc: Exception) -> str:
 def _near(text: str, line: int, column: int) -> str:
     lines = text.splitlines() or [""]
     source = lines[min(line, len(lines)) - 1]
-    return source[max(0, column - 21):column].strip() or source.strip()[:20]
+    return source[max(0, column - 17):column + 3].strip() or source.strip()[:20]
 
 
 def _free_identifiers(tree: Any) -> list[Any]:
