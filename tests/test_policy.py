@@ -474,3 +474,15 @@ MERGES = [
 @pytest.mark.parametrize(("reason", "primary", "secondary", "expected"), MERGES, ids=[m[0] for m in MERGES])
 def test_merged(reason: str, primary: Any, secondary: Any, expected: Any) -> None:
     assert merged(primary, secondary) == expected, reason
+
+
+def test_the_readme_policy_is_valid_and_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\napiVersion: reconciler/v1\nkind: Policy") + len("```yaml\n")
+    text = readme[start:readme.index("```", start)]
+    (tmp_path / "readme.yaml").write_text(text, encoding="utf-8")
+    assert validate(capsys, str(EXAMPLE), str(tmp_path / "readme.yaml"), "--stack", "prod")[0] == 0  # no match
+    matching = text.replace('["*-agent"]', '["support-*"]').replace("{tier: critical}", "{team: support}")
+    (tmp_path / "readme.yaml").write_text(matching, encoding="utf-8")
+    code, _, err = validate(capsys, str(EXAMPLE), str(tmp_path / "readme.yaml"), "--stack", "prod")
+    assert (code, err.count("rule 'no-scale-to-zero'")) == (1, 1)
