@@ -32,9 +32,11 @@ The two compiled ones are 20-100 times faster but install on Python 3.11 and lat
 package supports 3.10, as Databricks Runtime 13.3 and 14.3 LTS ship it), and the Rust one pulls in
 a command line's dependencies (typer, rich, prompt-toolkit) that its import loads every time.
 python-cel 0.1.1 (Rust) fails `exists()` over lists whose elements lack a field, and has been
-left since 2025. cel-python gives syntax errors a line and column. At the sizes policies run at
-(tens of rules over tens of documents) it costs tens of milliseconds; rules are compiled once
-per process. Only `_compile` and `_evaluate` know the engine.
+left since 2025. cel-python gives syntax errors a line and column. Its cost, paid only when a
+Policy exists: about 0.45 s once per process (0.15 s import, 0.3 s to build its parser), then
+about 5 ms to compile a rule and 4 ms to evaluate one on a document; `validate` of the examples
+with the four example policies (8 rules) spends about 15 ms past that first cost. Only
+`_compile`, `_environment`, `_evaluate`, `_cel` and `_syntax_problem` know the engine.
 """
 
 from __future__ import annotations
