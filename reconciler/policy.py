@@ -125,41 +125,48 @@ def compile_policies(policies: Iterable[Loaded[Policy]]) -> tuple[list[CompiledP
     compiled: list[CompiledPolicy] = []
     problems: list[Problem] = []
     for loaded in policies:
-        spec = loaded.manifest.spec
         rules: list[CompiledRule] = []
         seen: dict[str, int] = {}
-        for i, rule in enumerate(spec.rules):
-            loc = ("spec", "rules", i)
+        for i, rule in enumerate(loaded.manifest.spec.rules):
             if rule.name in seen:
                 first = loaded.source.position(("spec", "rules", seen[rule.name], "name"))
-                problems.append(loaded.problem(loc + ("name",), f"rule name '{rule.name}' is used twice in this policy "
-                                                                f"(first at line {first.line}); give each rule its own"))
+                problems.append(loaded.problem(("spec", "rules", i, "name"),
+                                               f"rule name '{rule.name}' is used twice in this policy (first at line "
+                                               f"{first.line}); give each rule its own"))
                 continue
             seen[rule.name] = i
-            if rule.field_path is not None and not FIELD_PATH.fullmatch(rule.field_path):
-                problems.append(loaded.problem(loc + ("field_path",), f"field_path '{rule.field_path}' is not a field "
-                                                                      "path; write one such as spec.ai_gateway or "
-                                                                      "spec.served_entities[0]"))
-                continue
-            programs = {}
-            for key in ("expression", "message_expression"):
-                text = getattr(rule, key)
-                if text is None:
-                    continue
-                try:
-                    programs[key] = _compile(text)
-                except _CompileError as exc:
-                    problems.append(loaded.problem(loc + (key,), f"policy '{loaded.name}' rule '{rule.name}': {key} "
-                                                                 f"{exc}"))
-            if "expression" not in programs or (rule.message_expression and "message_expression" not in programs):
-                continue
-            rules.append(CompiledRule(
-                policy=loaded.name, name=rule.name, severity=rule.severity,
-                message=rule.message or f"fails {one_line_expression(rule.expression)}",
-                program=programs["expression"], message_program=programs.get("message_expression"),
-                field_path=field_path(rule.field_path) if rule.field_path else DEFAULT_FIELD_PATH))
-        compiled.append(CompiledPolicy(loaded.name, spec.match, tuple(rules)))
+            one, found = _compile_rule(loaded, i)
+            problems += found
+            if one is not None:
+                rules.append(one)
+        compiled.append(CompiledPolicy(loaded.name, loaded.manifest.spec.match, tuple(rules)))
     return compiled, problems
+
+
+def _compile_rule(loaded: Loaded[Policy], i: int) -> tuple[CompiledRule | None, list[Problem]]:
+    rule = loaded.manifest.spec.rules[i]
+    loc = ("spec", "rules", i)
+    if rule.field_path is not None and not FIELD_PATH.fullmatch(rule.field_path):
+        return None, [loaded.problem(loc + ("field_path",), f"field_path '{rule.field_path}' is not a field path; "
+                                                            "write one such as spec.ai_gateway or "
+                                                            "spec.served_entities[0]")]
+    programs: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key in ("expression", "message_expression"):
+        text = getattr(rule, key)
+        if text is None:
+            continue
+        try:
+            programs[key] = _compile(text)
+        except _CompileError as exc:
+            problems.append(loaded.problem(loc + (key,), f"policy '{loaded.name}' rule '{rule.name}': {key} {exc}"))
+    if problems:
+        return None, problems
+    return CompiledRule(
+        policy=loaded.name, name=rule.name, severity=rule.severity,
+        message=rule.message or f"fails {one_line_expression(rule.expression)}",
+        program=programs["expression"], message_program=programs.get("message_expression"),
+        field_path=field_path(rule.field_path) if rule.field_path else DEFAULT_FIELD_PATH), []
 
 
 def field_path(text: str) -> Loc:
@@ -184,6 +191,8 @@ def _compile(text: str) -> Any:
         line, column = exc.line or 1, exc.column or 1
         raise _CompileError(f"does not compile: {_syntax_problem(exc)} at line {line}, column {column} of the "
                             f"expression (near {_near(text, line, column)!r}); fix the CEL syntax") from None
+    except Exception as exc:  # the engine's own failure on odd input: a problem with this rule, not a traceback
+        raise _CompileError(f"does not compile ({type(exc).__name__}: {exc}); simplify the expression") from None
     for token in _free_identifiers(tree):
         close = difflib.get_close_matches(str(token), VARIABLES, n=1)
         fix = f"did you mean '{close[0]}'?" if close else f"the variables are {', '.join(VARIABLES)}"
