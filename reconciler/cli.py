@@ -8,6 +8,7 @@ anything unexpected is reported in one line too, never as a traceback (RECONCILE
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -27,11 +28,12 @@ def manifest_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("paths", nargs=-1, type=click.Path())(command)
 
 
-def load(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...]) -> Any:
+def load(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...],
+         stack: str | None = None) -> Any:
     from reconciler.manifests.loader import load_manifests
     from reconciler.manifests.variables import collect_variables
 
-    return load_manifests(paths or DEFAULT_PATHS, collect_variables(variables, var_files))
+    return load_manifests(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,11 +45,16 @@ def cli() -> None:
 
 @cli.command()
 @manifest_options
-def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...]) -> None:
-    """Parse, type-check and cross-check manifests offline (default: manifests/)."""
-    manifests = load(paths, variables, var_files)
+@click.option("--stack", envvar="RECONCILER_STACK", default=None, metavar="NAME",
+              help="Stack name, for policies that match on stacks (as plan and apply use it).")
+def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], stack: str | None) -> None:
+    """Parse, type-check and cross-check manifests offline, and check them against policies (default: manifests/)."""
+    manifests = load(paths, variables, var_files, stack)
+    for warning in manifests.warnings:  # broken warning-severity policy rules (plan shows them in the plan)
+        click.echo(str(dataclasses.replace(warning, message=f"warning: {warning.message}")), err=True)
+    policies = f", {len(manifests.policies)} policy(ies)" if manifests.policies else ""
     click.echo(f"valid: {len(manifests.models)} registered model(s), {len(manifests.endpoints)} serving "
-               f"endpoint(s) in {len(manifests.files)} file(s)")
+               f"endpoint(s){policies} in {len(manifests.files)} file(s)")
 
 
 def workspace_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,7 +80,7 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
     from reconciler import pipeline, render
     from reconciler.workspace import Workspace
 
-    manifests = load(paths, variables, var_files)
+    manifests = load(paths, variables, var_files, stack)
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
     the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
     if out:
@@ -129,7 +136,7 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
     if plan_file and paths:
         raise ReconcilerError("give either manifest paths or --plan, not both")
     the_plan = load_plan(plan_file) if plan_file else None
-    manifests = None if plan_file else load(paths, variables, var_files)
+    manifests = None if plan_file else load(paths, variables, var_files, stack)
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
     if the_plan is not None and the_plan.workspace_host and the_plan.workspace_host != workspace.host:
         raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "

@@ -18,9 +18,10 @@ from reconciler.preflight import preflight
 from reconciler.workspace import Workspace
 
 
-def load(paths: Sequence[str], variables: Mapping[str, str]) -> Manifests:
-    """Read, validate and cross-check manifest files offline (raises with every problem)."""
-    return load_manifests(paths, variables)
+def load(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None) -> Manifests:
+    """Read, validate and cross-check manifest files offline, policies included (raises with every
+    problem); `stack` is what policies that match on stacks compare with."""
+    return load_manifests(paths, variables, stack=stack)
 
 
 def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int) -> Plan:
@@ -29,6 +30,14 @@ def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune
     resolved = resolve_versions(manifests, live.models)
     read_dependencies(workspace, manifests, live, resolved, parallelism=parallelism)
     problems, warnings = preflight(manifests, live, resolved)
+    if manifests.policies:  # policies again, now with live state and MLmodels known (reconciler/policy.py)
+        from reconciler.policy import check_live, compile_policies, plan_views
+
+        compiled, _ = compile_policies(manifests.policies.values())  # they compiled when loaded
+        violations, policy_warnings = check_live(compiled, manifests, plan_views(manifests, live, resolved),
+                                                 stack=stack)
+        problems += violations
+        warnings += [str(w) for w in policy_warnings]
     if problems:
         raise ReconcilerError(problems)
     return make_plan(manifests, live, resolved, stack=stack, prune=prune, warnings=warnings,

@@ -82,7 +82,8 @@ def test_check_fails_when_missing(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def example_documents() -> list[tuple[str, int, object]]:
     found = []
-    for path in sorted(glob.glob(str(REPO / "manifests" / "**" / "*.y*ml"), recursive=True)):
+    for path in sorted(glob.glob(str(REPO / "manifests" / "**" / "*.y*ml"), recursive=True) +
+                       glob.glob(str(REPO / "examples" / "policies" / "*.y*ml"))):
         with open(path, "rb") as handle:
             for i, document in enumerate(yaml.safe_load_all(handle)):
                 if document is not None:
@@ -95,7 +96,7 @@ EXAMPLES = example_documents()
 
 def test_there_are_examples() -> None:
     kinds = {doc["kind"] for _, _, doc in EXAMPLES}  # type: ignore[index]
-    assert kinds == {"RegisteredModel", "ServingEndpoint"}
+    assert kinds == {"RegisteredModel", "ServingEndpoint", "Policy"}
 
 
 @pytest.mark.parametrize(("path", "index", "document"), EXAMPLES, ids=[f"{p}#{i}" for p, i, _ in EXAMPLES])

@@ -210,7 +210,8 @@ def test_a_file_of_many_tiny_documents_stops_at_the_document_limit(tmp_path: Pat
     lines = err.splitlines()
     assert code == 1
     assert lines[:2] == ["tiny.yaml:1:1: missing 'apiVersion'; add apiVersion: reconciler/v1",
-                         "tiny.yaml:1:1: missing 'kind'; add kind: RegisteredModel or kind: ServingEndpoint"]
+                         "tiny.yaml:1:1: missing 'kind'; add kind: RegisteredModel or kind: ServingEndpoint "
+                         "or kind: Policy"]
     assert len(lines) == 2 * 10_000 + 1
     assert lines[-1] == "tiny.yaml:20001:1: file holds more than 10000 documents; split it into several files"
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ValidationError
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.checks import check_manifests
 from reconciler.manifests.model import API_VERSION, KINDS, RegisteredModel, ServingEndpoint
+from reconciler.manifests.policy_model import Policy
 from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
 
-T = TypeVar("T", RegisteredModel, ServingEndpoint)
+T = TypeVar("T", RegisteredModel, ServingEndpoint, Policy)
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -44,7 +45,10 @@ class Loaded(Generic[T]):
 class Manifests:
     models: dict[str, Loaded[RegisteredModel]] = field(default_factory=dict)
     endpoints: dict[str, Loaded[ServingEndpoint]] = field(default_factory=dict)
+    policies: dict[str, Loaded[Policy]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # Broken warning-severity policy rules (reconciler/policy.py): printed, never fatal.
+    warnings: list[Problem] = field(default_factory=list)
     # Names of RegisteredModel documents that failed validation: cross-checks must not then claim
     # that nothing defines them (the real problem is already reported).
     invalid_models: set[str] = field(default_factory=set)
@@ -74,7 +78,8 @@ def collect_files(paths: Sequence[str], problems: list[Problem]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def load_manifests(paths: Sequence[str], variables: Mapping[str, str]) -> Manifests:
+def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None) -> Manifests:
+    """`stack` (--stack) is what policies that match on stacks compare with."""
     problems: list[Problem] = []
     manifests = Manifests(files=collect_files(paths, problems))
     for path in manifests.files:
@@ -92,7 +97,8 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str]) -> Manife
                         and isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
                     manifests.invalid_models.add(data["metadata"]["name"])
                 continue
-            table: dict[str, Any] = manifests.models if loaded.manifest.kind == "RegisteredModel" else manifests.endpoints
+            table: dict[str, Any] = {"RegisteredModel": manifests.models, "ServingEndpoint": manifests.endpoints,
+                                     "Policy": manifests.policies}[loaded.manifest.kind]
             first = table.get(loaded.name)
             if first is not None:
                 where = first.source.position(("metadata", "name"))
@@ -104,10 +110,16 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str]) -> Manife
             table[loaded.name] = loaded
     # A value already reported while reading the YAML (an undefined variable, a disallowed tag) is a
     # stand-in: a cross-check tripping over it would only say the same thing again.
-    stand_ins = {(loaded.source.path, pos) for table in (manifests.models, manifests.endpoints)
+    stand_ins = {(loaded.source.path, pos) for table in (manifests.models, manifests.endpoints, manifests.policies)
                  for loaded in table.values() for pos in loaded.source.flagged_positions()}
-    problems += [p for p in check_manifests(manifests)
-                 if (p.path, Position(p.line or 1, p.col or 1)) not in stand_ins]
+    found = check_manifests(manifests)
+    if manifests.policies:  # the CEL engine is imported only here: no policies, no cost
+        from reconciler.policy import check_desired, compile_policies
+
+        compiled, compile_problems = compile_policies(manifests.policies.values())
+        violations, manifests.warnings = check_desired(compiled, manifests, stack=stack)
+        found += compile_problems + violations
+    problems += [p for p in found if (p.path, Position(p.line or 1, p.col or 1)) not in stand_ins]
     if problems:
         raise ReconcilerError(problems)
     return manifests
@@ -215,6 +227,11 @@ _REQUIRED_EXAMPLES = {
     "permission_level": "permission_level: CAN_QUERY, CAN_VIEW or CAN_MANAGE",
     "enabled": "enabled: true or false",
     "behavior": "behavior: BLOCK, MASK or NONE",
+    # Policy (policy_model.py)
+    "match": "match: with kinds: [ServingEndpoint] (and names, stacks or tags to narrow it)",
+    "kinds": "kinds: [ServingEndpoint] or [RegisteredModel]",
+    "rules": "rules: with at least one rule (name, expression, message)",
+    "expression": "expression: a CEL condition that holds when the document complies",
 }
 
 
@@ -243,7 +260,8 @@ def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error
         where = _dotted(loc[:-1]) or "document"
         name = str(loc[-1])
         if name == "name" and loc[:-1] == ("metadata",):
-            example = "name: catalog.schema.model" if model is RegisteredModel else "name: the endpoint's name"
+            example = {RegisteredModel: "name: catalog.schema.model", Policy: "name: the policy's name"}.get(
+                model, "name: the endpoint's name")
         else:
             example = _REQUIRED_EXAMPLES.get(name, f"{name}:")
         return source.problem(loc[:-1], f"missing required field '{name}' in {where}; add {example}")

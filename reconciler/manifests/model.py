@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from reconciler.manifests.policy_model import Policy
 from reconciler.terms import PRINCIPAL_KEYS
 
 API_VERSION = "reconciler/v1"
@@ -184,12 +185,13 @@ class ServingEndpoint(_Strict):
     spec: ServingEndpointSpec
 
 
-KINDS: dict[str, type[RegisteredModel] | type[ServingEndpoint]] = {
+KINDS: dict[str, type[RegisteredModel] | type[ServingEndpoint] | type[Policy]] = {
     "RegisteredModel": RegisteredModel,
     "ServingEndpoint": ServingEndpoint,
+    "Policy": Policy,  # rules the others must satisfy: policy_model.py
 }
 
-ManifestDocument = Annotated[RegisteredModel | ServingEndpoint, Field(discriminator="kind")]
+ManifestDocument = Annotated[RegisteredModel | ServingEndpoint | Policy, Field(discriminator="kind")]
 
 
 def principal_of(permission: Permission) -> str:
