@@ -21,11 +21,14 @@ between two paths (`UcModelRegistryStore._get_artifact_repo`):
   workspace (`GET .../registered-models:is-databricks-sdk-models-artifact-repository-enabled`,
   `mlflow/utils/_unity_catalog_utils.py`); workspaces answer true where cloud storage is not
   reachable from the client (mlflow/mlflow#13632, "auto opt-in ... for SEG enabled workspaces").
-- otherwise `generate-temporary-credentials` vends cloud storage credentials (S3, ADLS, GCS, R2)
-  or a presigned-URL mode, and the client writes to cloud storage directly.
-The local workspace has no cloud storage, so it answers true, like those workspaces, and the
-unmodified client takes the Files API path over plain HTTP with no environment switch; a client
-forced onto credentials (the variable set to false) is refused with a message saying so.
+- otherwise `POST .../model-versions/generate-temporary-credentials`: either cloud credentials
+  (S3, ADLS, GCS, R2), which the client uses with boto3 / azure / google-cloud libraries that
+  mlflow-skinny does not bring, against cloud endpoints, not 127.0.0.1; or storage mode
+  DEFAULT_STORAGE, where it asks for presigned URLs (`POST /api/2.0/fs/create-upload-url`), which
+  this workspace has disabled, as it has for downloads (`routes.create_download_url`).
+So the local workspace answers true, like those workspaces, and the unmodified client takes the
+Files API path over plain HTTP with no environment switch; a client forced onto credentials
+(the variable set to false) is refused with a message saying so, leaving its version pending.
 """
 
 from __future__ import annotations

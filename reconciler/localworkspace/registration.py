@@ -18,7 +18,9 @@ Which plan: the seeded `registration` of the logged model or run the version com
 stays PENDING_REGISTRATION, open to uploads, as a crashed registration leaves it.
 
 Version numbers are never reused within a model, even after a delete, so a version registered
-again after a crash is told apart from the one it replaces. This module also renders the
+again after a crash is told apart from the one it replaces. That is what MLflow's own registry does
+(`mlflow/store/model_registry/sqlalchemy_store.py`: `delete_model_version` only marks the row
+deleted, `create_model_version` numbers from the max of all rows); Unity Catalog does not document it. This module also renders the
 registry's objects in the shapes of MLflow's UC protos (`databricks_uc_registry_messages.proto`),
 where aliases read `[{"alias": "champion", "version": "3"}]`.
 """
@@ -63,7 +65,9 @@ class Registration:
         self.tracking = tracking
         self.default = RegistrationPlan(seconds=seconds)
         self._finalized: dict[str, _Finalized] = {}  # by version id, from finalize until it settles
-        self._highest: dict[str, int] = {}  # by model full name: the highest number ever handed out
+        # By model full name: the model and the highest number handed out for it. The model itself is
+        # kept so that a model deleted and created again under the same name starts again at 1.
+        self._highest: dict[str, tuple[RegisteredModel, int]] = {}
 
     # -- the three steps -----------------------------------------------------------------------
 
@@ -71,8 +75,9 @@ class Registration:
         """`CreateModelVersionRequest`: a new version, PENDING_REGISTRATION and open to uploads."""
         model = self.catalog.model(fields.text(body, "name", required=True) or "")
         source = fields.text(body, "source", required=True)
-        number = max([*model.versions, self._highest.get(model.full_name, 0)]) + 1
-        self._highest[model.full_name] = number
+        known = self._highest.get(model.full_name)
+        number = max([*model.versions, known[1] if known and known[0] is model else 0]) + 1
+        self._highest[model.full_name] = (model, number)
         now = now_ms()
         version = ModelVersion(
             version=number, status=PENDING, created_at=now, created_by=self.catalog.user, updated_at=now,

@@ -257,3 +257,10 @@ def test_only_a_ready_registration_can_be_served(mlflow_workspace: LocalWorkspac
     mlflow_workspace.set_registration(seconds=0)
     endpoint = w.serving_endpoints.create_and_wait(name="support-agent", config=config)
     assert endpoint.config.served_entities[0].entity_version == version.version
+
+
+def test_a_model_created_again_starts_at_version_1(mlflow_workspace: LocalWorkspace, mlflow_client: Any) -> None:
+    assert register(f"runs:/{RUN}/agent").version == "1"
+    assert register(f"runs:/{RUN}/agent").version == "2"
+    mlflow_client.delete_registered_model(MODEL)
+    assert register(f"runs:/{RUN}/agent").version == "1"
