@@ -8,8 +8,8 @@ Rules kept here because the reconciler depends on them:
 - an alias names exactly one version; setting an existing alias moves it;
 - a model version's `MLmodel` file is served through the Files API at
   `/Models/{catalog}/{schema}/{model}/{version}/MLmodel`.
-There is no REST call that creates a model version (MLflow registration does that); versions come
-from the seed (`LocalWorkspace.add_seed`).
+The Unity Catalog REST API has no call that creates a model version: versions come from the seed
+(`LocalWorkspace.add_seed`) or from MLflow's registration routes (`registration.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from reconciler.localworkspace import fields
+from reconciler.localworkspace.artifacts import FileSet
 from reconciler.localworkspace.clock import METASTORE_ID, now_ms, uuid_id
-from reconciler.localworkspace.errors import ApiError, already_exists, invalid, not_found
+from reconciler.localworkspace.errors import already_exists, invalid, not_found
 from reconciler.localworkspace.pages import paginate
 
 VERSION_STATUSES = ("READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION")
@@ -43,6 +44,10 @@ class ModelVersion:
     mlmodel: dict[str, Any] | None = None  # the MLmodel file, served as YAML through the Files API
     deploy_failure: str | None = None  # deploying this version to an endpoint fails with this message
     serving: Any = None  # a queries.Behaviour: how it answers queries once served (seed key `serving`)
+    status_message: str | None = None  # why registration failed (MLflow's UC routes only; `registration.py`)
+    model_id: str | None = None  # the MLflow 3 logged model it was registered from
+    tags: dict[str, str] = field(default_factory=dict)  # MLflow model version tags
+    files: FileSet = field(default_factory=FileSet)  # uploaded by MLflow's registration (`files_api.py`)
     id: str = field(default_factory=uuid_id)
     updated_at: int = 0
     updated_by: str = ""
@@ -63,6 +68,7 @@ class RegisteredModel:
     updated_by: str = ""
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # MLflow registered model tags
 
     @property
     def full_name(self) -> str:
@@ -265,15 +271,9 @@ class Catalog:
             result["next_page_token"] = next_token
         return result
 
-    def mlmodel_file(self, catalog_name: str, schema_name: str, model_name: str, version: str) -> bytes:
-        """The bytes of `/Models/{catalog}/{schema}/{model}/{version}/MLmodel`."""
-        try:
-            found = self.version(f"{catalog_name}.{schema_name}.{model_name}", version)
-        except ApiError:
-            raise file_not_found() from None
-        if found.mlmodel is None:
-            raise file_not_found()
-        return yaml.safe_dump(found.mlmodel, sort_keys=False).encode()
+    def mlmodel_text(self, version: ModelVersion) -> bytes:
+        """A seeded version's `mlmodel` as the YAML file MLflow writes (`files_api.py` serves it)."""
+        return yaml.safe_dump(version.mlmodel, sort_keys=False).encode()
 
     # -- seeding -------------------------------------------------------------------------------
 
@@ -281,16 +281,14 @@ class Catalog:
         """Add (or replace) a version from a seed entry already checked by `seed.py`."""
         number = parse_version(entry["version"])
         now = now_ms()
-        known = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "serving"}
+        known = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "serving",
+                 "status_message"}
         model.versions[number] = ModelVersion(
             version=number, status=entry.get("status", "READY"), created_at=entry.get("created_at", now),
             created_by=entry.get("created_by", self.user), source=entry.get("source"), run_id=entry.get("run_id"),
             comment=entry.get("comment"), mlmodel=entry.get("mlmodel"), deploy_failure=entry.get("deploy_failure"),
             serving=entry.get("serving"),
+            status_message=entry.get("status_message"),
             extra={k: v for k, v in entry.items() if k not in known and k not in ("created_at", "created_by")},
         )
 
-
-def file_not_found() -> ApiError:
-    """The Files API's answer for a missing file."""
-    return ApiError(404, "NOT_FOUND", "The file being accessed is not found.")

@@ -255,7 +255,7 @@ def invoke(state: WorkspaceState, body: dict[str, Any], *, api: str, endpoint_na
     if endpoint_name is None:  # the OpenAI-compatible routes name the endpoint in `model`
         endpoint_name = str(fields.text(body, "model", required=True))
     with state.lock:
-        state.serving.settle()
+        state.settle()
         target = state.queries.target(state.serving, state.catalog, endpoint_name, entity_name)
         try:
             query = parse_query(api, body)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import Any
 
-from reconciler.localworkspace import queries
-from reconciler.localworkspace.catalog import file_not_found
+from reconciler.localworkspace import files_api, queries
 from reconciler.localworkspace.errors import ApiError, permission_denied
 from reconciler.localworkspace.pages import query_bool
 from reconciler.localworkspace.state import WorkspaceState
@@ -31,6 +29,7 @@ class Request:
     body: dict[str, Any]  # the parsed JSON object (or multipart form) body; {} when there is none
     params: dict[str, str] = field(default_factory=dict)  # from the path pattern
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    raw: bytes = b""  # the body as sent: a file upload, or the JSON MLflow sends with DELETE
 
 
 @dataclass
@@ -50,15 +49,17 @@ class Route:
     handler: Handler
     template: str
     locked: bool = True  # False: the handler takes the workspace lock itself (queries sleep outside it)
+    raw_body: bool = False  # the body is not JSON (a file upload): handlers read `Request.raw`
 
 
 ROUTES: list[Route] = []
 
 
-def route(method: str, template: str, *, trailing_slash: bool = False,
-          locked: bool = True) -> Callable[[Handler], Handler]:
+def route(method: str, template: str, *, trailing_slash: bool = False, locked: bool = True,
+          raw_body: bool = False) -> Callable[[Handler], Handler]:
     """Register a handler; `{name}` matches one path segment, `{name:path}` the rest of the path.
-    The server runs it under the workspace lock unless `locked` is False."""
+    The server runs it under the workspace lock unless `locked` is False; a `raw_body` route's body
+    is not JSON (a file upload): it reads `Request.raw`."""
     regex = ""
     for part in re.split(r"(\{\w+(?::path)?\})", template):
         placeholder = re.fullmatch(r"\{(\w+)(:path)?\}", part)
@@ -70,7 +71,7 @@ def route(method: str, template: str, *, trailing_slash: bool = False,
         regex += "/?"
 
     def register(handler: Handler) -> Handler:
-        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template, locked))
+        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template, locked, raw_body))
         return handler
     return register
 
@@ -266,18 +267,29 @@ def delete_alias(state: WorkspaceState, request: Request) -> dict[str, Any]:
     return {}
 
 
-# -- Files API: the MLmodel file of a model version ----------------------------------------------
+# -- Files API: model version files, MLflow run and logged model artifacts (files_api.py) ---------
 
 @route("GET", "/api/2.0/fs/files/{file_path:path}")
 def download_file(state: WorkspaceState, request: Request) -> Response:
-    """GET (and HEAD, for `w.files.get_metadata`) of `/Models/{catalog}/{schema}/{model}/{version}/MLmodel`."""
-    parts = request.params["file_path"].strip("/").split("/")
-    if len(parts) != 6 or parts[0] != "Models" or parts[5] != "MLmodel":
-        raise file_not_found()
-    content = state.catalog.mlmodel_file(parts[1], parts[2], parts[3], parts[4])
-    version = state.catalog.version(".".join(parts[1:4]), parts[4])
-    modified = formatdate(version.created_at / 1000, usegmt=True)
-    return Response(content, headers={"Content-Type": "application/octet-stream", "Last-Modified": modified})
+    """GET (and HEAD, for `w.files.get_metadata`), e.g. `/Models/{catalog}/{schema}/{model}/{version}/MLmodel`."""
+    content, headers = files_api.download(state, request.params["file_path"])
+    return Response(content, headers=headers)
+
+
+@route("PUT", "/api/2.0/fs/files/{file_path:path}", raw_body=True)
+def upload_file(state: WorkspaceState, request: Request) -> Response:
+    """`w.files.upload`, as MLflow's registration writes a new version's files; no response body."""
+    files_api.upload(state, request.params["file_path"], request.raw, request.query)
+    return Response(b"", status=204)
+
+
+@route("GET", "/api/2.0/fs/directories/{directory_path:path}")
+def list_directory(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    """GET lists (`w.files.list_directory_contents`); HEAD answers whether it exists (`get_directory_metadata`)."""
+    if request.method == "HEAD":
+        files_api.directory_exists(state, request.params["directory_path"])
+        return {}
+    return files_api.list_directory(state, request.params["directory_path"], request.query)
 
 
 @route("POST", "/api/2.0/fs/create-download-url")
@@ -369,7 +381,7 @@ def workspace_delete(state: WorkspaceState, request: Request) -> dict[str, Any]:
 
 
 # Requests that change nothing although they are not GETs: allowed for a read-only token.
-READS_BY_POST = {"/api/2.0/fs/create-download-url"}
+READS_BY_POST = {"/api/2.0/fs/create-download-url", "/api/2.0/mlflow/logged-models/search"}
 
 
 def refuse_write(method: str, path: str) -> ApiError | None:
@@ -377,3 +389,8 @@ def refuse_write(method: str, path: str) -> ApiError | None:
     if method in ("GET", "HEAD") or path in READS_BY_POST:
         return None
     return permission_denied("This token is read-only: it may not perform this operation.")
+
+
+# The MLflow routes (tracking and Unity Catalog registration) live in their own module and add
+# themselves to ROUTES; imported last, so the table is complete whenever this module is imported.
+from reconciler.localworkspace import mlflow_routes  # noqa: E402,F401

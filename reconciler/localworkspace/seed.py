@@ -3,8 +3,9 @@
 A seed is YAML or JSON of API-shaped objects; the format is documented in `server.py`. Loading
 checks it strictly (unknown top-level keys, typos in model and version fields, wrong types) and
 turns every problem into a one-line `ValueError` naming the file and the object, which the CLI
-prints as is. Objects are added in dependency order: models and versions first, so seeded
-endpoints and aliases can refer to them.
+prints as is. Objects are added in dependency order: MLflow runs, then logged models (checked in
+`mlflow_tracking.py`), then models and versions, so logged models can name their run and seeded
+endpoints and aliases can refer to versions.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from reconciler.localworkspace.resources import KINDS
 if TYPE_CHECKING:
     from reconciler.localworkspace.state import WorkspaceState
 
-TOP_LEVEL_KEYS = ("registered_models", "serving_endpoints", "secret_scopes", *KINDS)
+TOP_LEVEL_KEYS = ("mlflow_runs", "logged_models", "registered_models", "serving_endpoints", "secret_scopes", *KINDS)
 MODEL_KEYS = {"full_name", "comment", "owner", "aliases", "versions", "storage_location"}
 VERSION_KEYS = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "run_workspace_id",
-                "model_version_dependencies", "created_at", "created_by", "serving"}
+                "model_version_dependencies", "created_at", "created_by", "serving",
+                "status_message"}
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
@@ -61,6 +63,9 @@ def apply_seed(state: WorkspaceState, seed: dict[str, Any], *, source: str) -> N
     for key in TOP_LEVEL_KEYS:
         if seed.get(key) is not None and not isinstance(seed[key], list):
             raise ValueError(f"{source}: {key} must be a list")
+    for kind, add in (("mlflow_runs", state.tracking.seed_run), ("logged_models", state.tracking.seed_logged_model)):
+        for i, entry in enumerate(seed.get(kind) or []):  # runs first: a logged model names its run
+            guarded(f"{source}: {kind}[{i}]", entry, lambda e=entry, a=add: a(e))
     for i, entry in enumerate(seed.get("registered_models") or []):
         where = f"{source}: registered_models[{i}]"
         guarded(where, entry, lambda e=entry, w=where: _seed_model(state, e, w))
@@ -82,7 +87,7 @@ def guarded(where: str, entry: Any, action: Any) -> None:
     """Run `action`, turning an API error into a ValueError that names the object."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: must be a mapping")
-    name = entry.get("full_name") or entry.get("name")
+    name = entry.get("full_name") or entry.get("model_id") or entry.get("run_id") or entry.get("name")
     label = f"{where} ({name})" if name else where
     try:
         action()
@@ -138,7 +143,7 @@ def _checked_version(version: Any, where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: status must be one of {', '.join(VERSION_STATUSES)}")
     if version.get("mlmodel") is not None and not isinstance(version["mlmodel"], dict):
         raise ValueError(f"{where}: mlmodel must be a mapping (the MLmodel file's contents)")
-    for key in ("source", "run_id", "comment", "deploy_failure"):
+    for key in ("source", "run_id", "comment", "deploy_failure", "status_message"):
         if version.get(key) is not None:
             _text(version, key, where)
     if version.get("serving") is not None:  # how the version answers queries (queries.py)

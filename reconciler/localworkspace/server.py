@@ -8,9 +8,11 @@ The unmodified `databricks-sdk` talks to it exactly as to a real workspace:
         ws.requests()                         # what the server saw, to count calls
 
 `run()` serves one until SIGINT/SIGTERM (`reconciler sim serve`); `LocalWorkspace` serves one on a
-background thread for tests. The routes are listed in `routes.py`; the rules behind them live in
-`serving.py`, `catalog.py`, `resources.py`, `workspace_files.py` and, for queries to served models
-and the metrics export, `queries.py`.
+background thread for tests. The routes are listed in `routes.py` and, for MLflow's own client
+(tracking URI `databricks`, registry URI `databricks-uc`), in `mlflow_routes.py`; the rules behind
+them live in `serving.py`, `catalog.py`, `resources.py`, `workspace_files.py`, `mlflow_tracking.py`,
+`registration.py` and `files_api.py`, and, for queries to served models and the metrics export,
+`queries.py`.
 
 Requests
 - Every request needs `Authorization: Bearer <token>`. Without one the answer is 401 "Credential
@@ -35,6 +37,7 @@ for a server in another process:
                                           "retry_after": 0, "slow_ms": 200, "max_faults": null}
     POST /__sim/latency                  {"ms": 50}
     POST /__sim/update-seconds           {"seconds": 2.0}
+    POST /__sim/registration             {"seconds": 2.0, "failure": null}   # see "Registration" below
     POST /__sim/seed                     a seed document (below)
     POST /__sim/tokens                   {"token": "viewer-token", "read_only": true}
     POST /__sim/log-responses            {"on": true}
@@ -73,8 +76,45 @@ Seed format (YAML or JSON; every key optional, no other top-level key allowed):
     genie_spaces: [{space_id: 01ef..., title: Sales}]
     apps: [{name: support-ui}]
 
+    mlflow_runs:                                  # MLflow runs, readable by MLflow's client
+      - run_id: 0123456789abcdef0123456789abcdef  # 32 lower-case hex digits
+        experiment_id: "1234567890"               # decimal digits
+        run_name: log-agent                       # optional, like status (FINISHED), user_id,
+        tags: {mlflow.user: someone@example.com}  #   start_time/end_time (Unix ms), tags, params
+        params: {llm: databricks-meta-llama-3-3-70b-instruct}   # and metrics ({name: number})
+        artifacts:                                # relative path -> content, under the run's artifact root
+          agent/MLmodel:                          # a mapping is written as YAML (JSON for a .json path)
+            flavors: {python_function: {loader_module: mlflow.pyfunc.model, python_version: 3.11.7}}
+            signature:                            # inputs/outputs as lists or as the JSON text MLflow writes
+              inputs: [{type: string, name: input, required: true}]
+              outputs: [{type: string, required: true}]
+            resources: {api_version: "1", databricks: {serving_endpoint: [{name: databricks-meta-llama-3-3-70b-instruct}]}}
+            # or, instead of resources (log_model refuses both): auth_policy: {system_auth_policy:
+            #   {resources: {...}}, user_auth_policy: {api_scopes: [serving.serving-endpoints]}}
+            metadata: {task: agent/v1/responses}
+          agent/requirements.txt: "mlflow==3.17.2\n" # a string is written as UTF-8 text; !!binary as bytes
+        registration: {seconds: 2, failure: "..."}   # optional: how registering from this run behaves
+    logged_models:                                # MLflow 3 logged models (`models:/m-<id>`), after their runs
+      - model_id: m-0123456789abcdef0123456789abcdef  # 'm-' and 32 lower-case hex digits
+        experiment_id: "1234567890"
+        name: agent                               # the name it was logged under
+        source_run_id: 0123456789abcdef0123456789abcdef   # optional; a run of this seed, same experiment
+        artifacts: {MLmodel: {...}, python_model.pkl: "..."}   # like a run's, under the model's root
+        registration: {seconds: 0, failure: "Model signature is missing"}   # optional
+        # also optional: model_type, tags, params, creation_timestamp_ms
+
 Seeding a model that already exists (e.g. `add_seed` at run time) adds or replaces the versions
-and aliases given, the way a new MLflow registration would.
+and aliases given, the way a new MLflow registration would; seeding a run or logged model that
+exists replaces it. Versions may also say `status_message` (why a FAILED_REGISTRATION failed).
+
+Registration (`registration.py`): MLflow's client creates a version (PENDING_REGISTRATION), uploads
+its files through the Files API (`PUT /api/2.0/fs/files/Models/...`) and finalizes it. A finalized
+version stays PENDING_REGISTRATION for `seconds`, then becomes READY, or FAILED_REGISTRATION with
+`failure` as its `status_message` (MLflow's `get_model_version`; the Unity Catalog REST shape has
+no such field). The plan is the seeded `registration` of the logged model or run the version comes
+from, else the workspace default: `LocalWorkspace(registration_seconds=...)`, `set_registration()`
+or `POST /__sim/registration` (default: READY at once). A version never finalized stays
+PENDING_REGISTRATION, as a registration whose client died leaves it.
 """
 
 from __future__ import annotations
@@ -97,6 +137,7 @@ from reconciler.localworkspace.bodies import BodyError, parse_body, read_body
 from reconciler.localworkspace.clock import WORKSPACE_ID
 from reconciler.localworkspace.errors import ApiError
 from reconciler.localworkspace.faults import Faults
+from reconciler.localworkspace.mlflow_tracking import registration_plan
 from reconciler.localworkspace.state import WorkspaceState
 
 if TYPE_CHECKING:
@@ -111,8 +152,9 @@ class LocalWorkspace:
 
     def __init__(self, *, seed: dict[str, Any] | str | Path | None = None, latency_ms: int = 0,
                  update_seconds: float = 0.05, fault_rate: float = 0.0, fault_seed: int | None = None,
-                 token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.state = WorkspaceState(update_seconds=update_seconds)
+                 token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0,
+                 registration_seconds: float = 0.0) -> None:
+        self.state = WorkspaceState(update_seconds=update_seconds, registration_seconds=registration_seconds)
         if seed is not None:
             self.state.add_seed(seed)
         self.token = token
@@ -199,6 +241,14 @@ class LocalWorkspace:
         with self.state.lock:
             self.state.update_seconds = seconds
 
+    def set_registration(self, *, seconds: float = 0.0, failure: str | None = None) -> None:
+        """How registrations finalized from now on behave, unless their source's seed says otherwise
+        (`registration.py`): PENDING_REGISTRATION for `seconds`, then READY, or FAILED_REGISTRATION
+        with `failure` as the status message."""
+        plan = registration_plan({"seconds": seconds, "failure": failure})
+        with self.state.lock:
+            self.state.registration.default = plan
+
     def add_seed(self, seed: dict[str, Any] | str | Path) -> None:
         self.state.add_seed(seed)
 
@@ -220,13 +270,14 @@ class LocalWorkspace:
             if found is None:
                 raise routes.unknown_route(method, path)
             route, params = found
-            body = parse_body(method, raw, headers.get("content-type", ""))
-            request = routes.Request(method=method, path=path, query=query, body=body, params=params, headers=headers)
+            body = {} if route.raw_body else parse_body(method, raw, headers.get("content-type", ""))
+            request = routes.Request(method=method, path=path, query=query, body=body, params=params,
+                                     headers=headers, raw=raw)
             if not route.locked:  # a query: it takes the lock itself and sleeps its latency outside it
                 result = route.handler(self.state, request)
             else:
                 with self.state.lock:
-                    self.state.serving.settle()
+                    self.state.settle()
                     result = route.handler(self.state, request)
             return result if isinstance(result, routes.Response) else routes.Response(result)
         except ApiError as exc:
@@ -269,6 +320,9 @@ class LocalWorkspace:
                 self.set_latency(int(body.get("ms", 0)))
             elif (method, action) == ("POST", "/update-seconds"):
                 self.set_update_seconds(float(body.get("seconds", 0.0)))
+            elif (method, action) == ("POST", "/registration"):
+                plan = registration_plan(body)
+                self.set_registration(seconds=plan.seconds, failure=plan.failure)
             elif (method, action) == ("POST", "/seed"):
                 self.add_seed(body)
             elif (method, action) == ("POST", "/log-responses"):
@@ -441,14 +495,14 @@ def _logged_body(raw: bytes, headers: dict[str, str]) -> Any:
 
 def run(*, host: str = "127.0.0.1", port: int = 8765, seed: str | Path | None = None, latency_ms: int = 0,
         update_seconds: float = 1.0, fault_rate: float = 0.0, fault_seed: int | None = None,
-        token: str | None = None) -> None:
+        token: str | None = None, registration_seconds: float = 0.0) -> None:
     """Serve a local workspace until SIGINT or SIGTERM (`reconciler sim serve`).
 
     A bad seed file raises ValueError with a one-line message naming the file and the object;
     a port already taken raises OSError. Prints one line when listening."""
     workspace = LocalWorkspace(seed=seed, latency_ms=latency_ms, update_seconds=update_seconds,
                                fault_rate=fault_rate, fault_seed=fault_seed, token=token or DEFAULT_TOKEN,
-                               host=host, port=port)
+                               host=host, port=port, registration_seconds=registration_seconds)
     stop = threading.Event()
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():

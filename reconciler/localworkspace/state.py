@@ -1,10 +1,11 @@
 """Everything the local workspace holds, behind one lock.
 
 `WorkspaceState` groups the per-domain stores (Unity Catalog models, serving endpoints,
-dependent resources and secrets, workspace files, queries to served models) and the one
-re-entrant lock that makes every request atomic: the server holds `lock` while a route handler
-runs (a query takes it itself, around its sleep), so a request sees and leaves a consistent state
-however many clients call at once. Tests may read `LocalWorkspace.state`
+dependent resources and secrets, workspace files, queries to served models, MLflow runs and
+logged models, registration) and the one re-entrant lock that makes every request atomic: the
+server holds `lock` while a route handler runs (a query takes it itself, around its sleep), so a
+request sees and leaves a consistent state however many clients call at once. Tests may read
+`LocalWorkspace.state`
 for white-box assertions; they should hold `lock` while they do.
 """
 
@@ -16,7 +17,9 @@ from typing import Any
 
 from reconciler.localworkspace.catalog import Catalog
 from reconciler.localworkspace.clock import WORKSPACE_ID
+from reconciler.localworkspace.mlflow_tracking import Tracking
 from reconciler.localworkspace.queries import Queries
+from reconciler.localworkspace.registration import Registration
 from reconciler.localworkspace.resources import Resources
 from reconciler.localworkspace.serving import Serving
 from reconciler.localworkspace.workspace_files import WorkspaceFiles
@@ -25,7 +28,7 @@ DEFAULT_USER = "local.user@example.com"
 
 
 class WorkspaceState:
-    def __init__(self, *, update_seconds: float, user: str = DEFAULT_USER) -> None:
+    def __init__(self, *, update_seconds: float, registration_seconds: float = 0.0, user: str = DEFAULT_USER) -> None:
         self.lock = threading.RLock()
         self.user = user
         self.catalog = Catalog(user)
@@ -33,6 +36,8 @@ class WorkspaceState:
         self.resources = Resources(user)
         self.files = WorkspaceFiles(user)
         self.queries = Queries()  # draws, metrics and log of the queries to served models
+        self.tracking = Tracking(user)
+        self.registration = Registration(self.catalog, self.tracking, seconds=registration_seconds)
 
     @property
     def update_seconds(self) -> float:
@@ -44,8 +49,9 @@ class WorkspaceState:
         self.serving.update_seconds = seconds
 
     def settle(self) -> None:
-        """Let time act: finish the endpoint updates that are due."""
+        """Let time act: finish the registrations, then the endpoint updates, that are due."""
         with self.lock:
+            self.registration.settle()
             self.serving.settle()
 
     def add_seed(self, seed: dict[str, Any] | str | Path, *, source: str = "seed") -> None:

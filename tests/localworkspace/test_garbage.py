@@ -37,6 +37,8 @@ SAMPLE_PARAMS = {
     "alias": ["champion", "challenger"],
     "served_model_name": ["support_agent-3"],
     "file_path": ["Models/main/agents/support_agent/3/MLmodel", "Models/main/agents/support_agent/x/MLmodel"],
+    "directory_path": ["Models/main/agents/support_agent/3", "Models/main/agents/support_agent/5/a/../b"],
+    "model_id": ["m-4f0a6b7c8d9e4f1a2b3c4d5e6f7a8b9c", "search"],
     "id": ["5f1e3a9b2c7d4e60"],
     "space_id": ["01f0a1b2c3d4e5f6"],
 }
@@ -60,7 +62,7 @@ def path_for(route: routes.Route, draw: Any, endpoint_id: str) -> str:
         samples = SAMPLE_PARAMS.get(name, []) + ([endpoint_id] if name == "endpoint_id" else [])
         chosen = draw(st.sampled_from(samples) | st.text(min_size=1, max_size=10) if samples
                       else st.text(min_size=1, max_size=10))
-        return chosen if name == "file_path" else quote(chosen, safe="")
+        return chosen if name in ("file_path", "directory_path") else quote(chosen, safe="")
     return re.sub(r"\{(\w+)(?::path)?\}", value, route.template)
 
 
