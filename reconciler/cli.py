@@ -157,8 +157,9 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
 
 def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -> int:
     from reconciler import render
-    from reconciler.apply import Progress, apply_plan
+    from reconciler.apply import apply_plan
     from reconciler.errors import ReconcilerError
+    from reconciler.render import Progress
 
     plan_file = options.saved_plan
     click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)

@@ -25,8 +25,7 @@ Key = tuple[str, str]
 
 @dataclass
 class LiveState:
-    models: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    endpoints: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    objects: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)  # kind key -> name -> API
     permissions: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
     mlmodels: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
@@ -34,6 +33,14 @@ class LiveState:
     secret_keys: dict[str, set[str] | None] = field(default_factory=dict)
     resources: dict[Key, bool] = field(default_factory=dict)
     prunable: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def models(self) -> dict[str, dict[str, Any] | None]:
+        return self.objects.setdefault("registered_model", {})
+
+    @property
+    def endpoints(self) -> dict[str, dict[str, Any] | None]:
+        return self.objects.setdefault("serving_endpoint", {})
 
 
 def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: int) -> dict[Any, Any]:
@@ -82,24 +89,23 @@ def secret_references(manifests: Manifests) -> set[Key]:
 
 def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int, prune: bool,
                  stack: str | None) -> LiveState:
-    """Round one: the objects themselves."""
+    """Round one: the objects themselves, each kind's (`kinds.KINDS`), and the lists they need."""
+    from reconciler.kinds import KINDS
+
     live = LiveState()
-    model_names = set(manifests.models)
-    for loaded in manifests.endpoints.values():
-        model_names |= {e.entity_name for e in loaded.manifest.spec.served_entities if e.alias}
     calls: list[tuple[Any, Callable[[], Any]]] = []
-    calls += [(("model", n), lambda n=n: workspace.get_model(n)) for n in sorted(model_names)]
-    calls += [(("endpoint", n), lambda n=n: workspace.get_endpoint(n)) for n in sorted(manifests.endpoints)]
+    for kind in KINDS:
+        live.objects[kind.key] = {}
+        calls += [((kind.key, n), lambda k=kind, n=n: k.module.read(workspace, n))
+                  for n in sorted(kind.module.names(manifests))]
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))
     if prune:
         calls.append((("list", ""), workspace.list_endpoints))
     results = run_parallel(calls, parallelism)
     for (kind, name), value in results.items():
-        if kind == "model":
-            live.models[name] = value
-        elif kind == "endpoint":
-            live.endpoints[name] = value
+        if kind in live.objects:
+            live.objects[kind][name] = value
         elif kind == "scopes":
             live.secret_scopes = value
         elif kind == "list":

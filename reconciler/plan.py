@@ -17,23 +17,13 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from reconciler.diff import FieldChange, diff
+from reconciler.diff import FieldChange
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.loader import Manifests
-from reconciler.normalize import (
-    desired_endpoint,
-    desired_model,
-    live_endpoint,
-    live_model,
-    overlay,
-)
-from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, default_entity_name, updating
+from reconciler.normalize import live_endpoint, live_model
+from reconciler.terms import default_entity_name, updating
 
 FORMAT_VERSION = "1"
-CONFIG_KEYS = ("served_entities", "traffic", "auto_capture_config")
-OWN_TAG_PATHS = (f"tags[{MANAGED_BY_TAG}]", f"tags[{STACK_TAG}]")
-REPLACE_KEYS = {"description": "description cannot change after creation",
-                "route_optimized": "route_optimized cannot change after creation"}
 
 
 class Action(str, Enum):
@@ -157,158 +147,17 @@ def resolve_versions(manifests: Manifests, live_models: dict[str, dict[str, Any]
     return resolved
 
 
-# ---- per-object planning -------------------------------------------------------------------------
-
-def plan_model(name: str, desired: dict[str, Any], live_api: dict[str, Any] | None) -> Change:
-    address = f"registered_model.{name}"
-    live = live_model(live_api) if live_api is not None else None
-    change = Change(address, "registered_model", name, Action.NOOP, desired=desired, fingerprint=fingerprint(live))
-    change.operations = model_operations(desired, live)
-    effective = overlay(desired, live)
-    change.diff = diff(live or {}, effective)
-    if live is None:
-        change.action = Action.CREATE
-    elif change.operations:
-        change.action = Action.UPDATE
-    return change
-
-
-def model_operations(desired: dict[str, Any], live: dict[str, Any] | None) -> list[Operation]:
-    ops: list[Operation] = []
-    live_aliases = (live or {}).get("aliases", {})
-    if live is None:
-        ops.append(Operation("create_model", f"create_model(comment: {json.dumps(desired.get('comment'))})",
-                             args={"comment": desired.get("comment")}))
-        fields = {k: desired[k] for k in ("owner",) if k in desired}
-    else:
-        fields = {k: desired[k] for k in ("comment", "owner") if k in desired and desired[k] != live.get(k)}
-    if fields:
-        described = ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items())
-        ops.append(Operation("update_model", f"update_model({described})", args={"fields": fields}))
-    for alias, version in sorted(desired.get("aliases", {}).items()):
-        if live_aliases.get(alias) != version:
-            ops.append(Operation("set_alias", f"set_alias({alias} → {version})",
-                                 args={"alias": alias, "version": version}))
-    if "aliases" in desired:
-        for alias in sorted(set(live_aliases) - set(desired["aliases"])):
-            ops.append(Operation("delete_alias", f"delete_alias({alias})", args={"alias": alias}))
-    return ops
-
-
-def plan_endpoint(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | None,
-                  acl: dict[str, Any] | None) -> Change:
-    address = f"serving_endpoint.{name}"
-    live = live_endpoint(live_api, acl) if live_api is not None else None
-    change = Change(address, "serving_endpoint", name, Action.NOOP, desired=desired, fingerprint=fingerprint(live))
-    if desired is None:  # pruned: managed by us, gone from the manifests
-        change.action = Action.DELETE
-        change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")]
-        return change
-    effective = overlay(desired, live)
-    if live is None:
-        change.action = Action.CREATE
-        change.diff = diff({}, effective)
-        change.operations = create_operations(name, effective)
-        return change
-    change.diff = diff(live, effective)
-    change.replace_reasons = [reason for key, reason in REPLACE_KEYS.items() if effective.get(key) != live.get(key)]
-    if change.replace_reasons:
-        change.action = Action.REPLACE
-        change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")] + \
-            create_operations(name, effective)
-        return change
-    change.operations = endpoint_operations(live, effective)
-    if _only_adopts(live, effective, change.operations):
-        change.operations = []
-        change.diff = [d for d in change.diff if d.path not in OWN_TAG_PATHS]
-        change.notes.append("not tagged managed-by: reconciler yet (adopted, e.g. by `reconciler export`); "
-                            "the tag is added with its next change")
-    if change.operations:
-        change.action = Action.UPDATE
-    state = (live_api or {}).get("state") or {}
-    if updating(live_api):
-        change.notes.append("an update is in progress; apply waits for it before writing")
-    elif state.get("config_update") == "UPDATE_FAILED":
-        change.notes.append("the last config update failed; the previous config is still serving")
-    return change
-
-
-def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
-    entities = ", ".join(f"{n}={f['entity_name'].rsplit('.', 1)[-1]} v{f['entity_version']}"
-                         for n, f in effective["served_entities"].items())
-    ops = [Operation("create_endpoint", f"create_endpoint({entities})")]
-    grants = effective.get("permissions") or {}
-    if grants:
-        ops.append(Operation("update_permissions",
-                             f"update_permissions({', '.join(f'{p} → {lvl}' for p, lvl in sorted(grants.items()))})"))
-    return ops
-
-
-def endpoint_operations(live: dict[str, Any], effective: dict[str, Any]) -> list[Operation]:
-    """The writes that turn `live` into `effective`, narrowest call per changed part, in the order
-    apply makes them: the config write last, since an AI gateway write during its update is a 409."""
-    ops: list[Operation] = []
-    add, delete = tag_changes(live, effective)
-    if add or delete:
-        ops.append(Operation("patch_tags", f"patch_tags(add: [{', '.join(sorted(add))}], delete: [{', '.join(delete)}])"))
-    if live.get("ai_gateway", {}) != effective.get("ai_gateway", {}):
-        ops.append(Operation("put_ai_gateway", "put_ai_gateway(" + ", ".join(sorted(effective.get("ai_gateway", {}))) + ")"))
-    upsert, remove = permission_changes(live, effective)
-    if remove:
-        ops.append(Operation("set_permissions", f"set_permissions({len(effective['permissions'])} principals; "
-                                                f"removes {', '.join(remove)})"))
-    elif upsert:
-        ops.append(Operation("update_permissions",
-                             f"update_permissions({', '.join(f'{p} → {lvl}' for p, lvl in sorted(upsert.items()))})"))
-    if any(live.get(k) != effective.get(k) for k in CONFIG_KEYS):
-        routes = " ".join(f"{n}={p}%" for n, p in effective["traffic"].items())
-        versions = ", ".join(f"{n}=v{f.get('entity_version')}" for n, f in effective["served_entities"].items())
-        ops.append(Operation("update_config", f"update_config({versions}; routes {routes})"))
-    return ops
-
-
-def _only_adopts(live: dict[str, Any], effective: dict[str, Any], ops: list[Operation]) -> bool:
-    """True when the one difference is that an endpoint made elsewhere lacks our ownership tags.
-
-    Tagging alone is not worth a write, and adopting an endpoint (`reconciler export`, then plan)
-    must show no changes; the tags ride along with the endpoint's next real change. Only for an
-    endpoint with no `managed-by` tag at all: taking over another tool's endpoint, or moving ours
-    to another stack, stays a change."""
-    if [op.name for op in ops] != ["patch_tags"] or MANAGED_BY_TAG in live.get("tags", {}):
-        return False
-    add, delete = tag_changes(live, effective)
-    return not delete and set(add) <= {MANAGED_BY_TAG, STACK_TAG}
-
-
-def tag_changes(live: dict[str, Any], effective: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
-    live_tags, tags = live.get("tags", {}), effective.get("tags", {})
-    add = {k: v for k, v in tags.items() if live_tags.get(k) != v}
-    return add, sorted(set(live_tags) - set(tags))
-
-
-def permission_changes(live: dict[str, Any], effective: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
-    if "permissions" not in effective:
-        return {}, []
-    live_grants, grants = live.get("permissions", {}), effective["permissions"]
-    upsert = {p: lvl for p, lvl in grants.items() if live_grants.get(p) != lvl}
-    return upsert, sorted(set(live_grants) - set(grants))
-
-
 # ---- the whole plan ------------------------------------------------------------------------------
 
 def make_plan(manifests: Manifests, live: Any, resolved: dict[str, list[str]], *, stack: str | None, prune: bool,
               warnings: list[str] | None = None, workspace_host: str | None = None) -> Plan:
     """`live` is a live.LiveState (typed loosely here to keep this module free of I/O imports);
-    `resolved` the entity versions per endpoint (`resolve_versions`)."""
-    changes: list[Change] = []
-    for name, loaded in sorted(manifests.models.items()):
-        changes.append(plan_model(name, desired_model(loaded.manifest), live.models.get(name)))
-    for name, loaded in sorted(manifests.endpoints.items()):
-        desired = desired_endpoint(loaded.manifest, resolved[name], stack=stack)
-        changes.append(plan_endpoint(name, desired, live.endpoints.get(name), live.permissions.get(name)))
-    if prune:
-        for name, api in sorted(live.prunable.items()):
-            changes.append(plan_endpoint(name, None, api, None))
+    `resolved` the entity versions per endpoint (`resolve_versions`). Each kind plans its own
+    objects; the links between kinds (alias moves that wait for endpoints) are made here."""
+    from reconciler.kinds import KINDS  # the kinds build on this module's data classes
+
+    changes = [change for kind in KINDS
+               for change in kind.module.plan_all(manifests, live, resolved, stack=stack, prune=prune)]
     _link_alias_moves(manifests, changes, live, resolved)
     return Plan(changes=changes, warnings=list(warnings or []), stack=stack, prune=prune,
                 workspace_host=workspace_host)

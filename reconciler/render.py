@@ -1,4 +1,5 @@
-"""Prints a plan for people (text, markdown for pull requests) and machines (JSON).
+"""Prints a plan for people (text, markdown for pull requests) and machines (JSON), and what apply
+is doing as it happens (`Progress`).
 
 Every format is rendered from the same `Plan` value, so what a reviewer reads on the pull request
 is what `--out plan.json` saves and what apply executes. Values are printed as the manifests and
@@ -11,6 +12,9 @@ from __future__ import annotations
 import html
 import json
 import re
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,3 +226,56 @@ def _inline(text: str) -> str:
 
 def as_json(plan: Plan) -> str:
     return json.dumps(plan.to_json(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+# ---- apply progress, as it happens -----------------------------------------------------------------
+
+class Progress:
+    """What apply is doing, as it happens.
+
+    In CI logs (no TTY): one plain line per event, with the elapsed time. On a terminal: one line
+    per object, rewritten in place with its latest state and how long it has been at it, so fifty
+    endpoints waiting for their updates read as fifty lines, not a scrolling wall.
+    """
+
+    def __init__(self, stream: Any = None, *, live: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)()) if live is None else live
+        self.start = time.monotonic()
+        self.lock = threading.Lock()
+        self.rows: dict[str, tuple[float, str]] = {}  # address -> (first seen, latest state)
+        self.drawn = 0
+        self.stopped = threading.Event()
+        if self.live:
+            threading.Thread(target=self._tick, name="apply-progress", daemon=True).start()
+
+    def __call__(self, address: str, message: str) -> None:
+        with self.lock:
+            if not self.live:
+                self.stream.write(f"[{time.monotonic() - self.start:6.1f}s] {address}: {message}\n")
+                self.stream.flush()
+                return
+            first_seen = self.rows.get(address, (time.monotonic(), ""))[0]
+            self.rows[address] = (first_seen, message)
+            self._draw()
+
+    def _draw(self) -> None:
+        import shutil
+
+        width = max(20, shutil.get_terminal_size().columns - 1)  # a wrapped line would break the redraw
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F")  # back to the first line of the block
+        for address, (first_seen, state) in self.rows.items():
+            line = f"{address}: {state} ({time.monotonic() - first_seen:.0f}s)"
+            self.stream.write("\x1b[2K" + line[:width] + "\n")
+        self.drawn = len(self.rows)
+        self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(1.0):
+            with self.lock:
+                if self.rows:
+                    self._draw()
+
+    def close(self) -> None:
+        self.stopped.set()

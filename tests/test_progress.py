@@ -2,7 +2,7 @@
 
 import io
 
-from reconciler.apply import Progress
+from reconciler.render import Progress
 
 
 def test_ci_logs_get_one_plain_line_per_event():

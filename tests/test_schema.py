@@ -132,3 +132,15 @@ def test_schema_agrees_with_the_corpus(validator: jsonschema.Draft202012Validato
         assert rejected, f"{case.name}: the schema should reject it ({case.reason})"
     else:
         assert not rejected, f"{case.name}: the schema rejects it; mark it 'reject' ({case.reason})"
+
+
+def test_the_plan_schema_lists_every_kind_and_operation_of_the_registry():
+    """The plan schema's enums follow `kinds.KINDS`: a new kind (or operation) that the schema does
+    not list would make every saved plan that contains it invalid for CI's schema check."""
+    from reconciler.kinds import KINDS
+
+    change = json.loads((REPO / "schemas" / "plan.schema.json").read_text())["$defs"]["change"]["properties"]
+    assert sorted(change["kind"]["enum"]) == sorted(kind.key for kind in KINDS)
+    assert change["address"]["pattern"] == "^(" + "|".join(sorted(kind.key for kind in KINDS)) + ")\\..+$"
+    operations = change["operations"]["items"]["properties"]["name"]["enum"]
+    assert sorted(operations) == sorted(op for kind in KINDS for op in kind.module.OPERATIONS)

@@ -1,0 +1,174 @@
+"""The `RegisteredModel` kind: a Unity Catalog registered model, its comment, owner and aliases.
+
+Its seam (see `kinds/__init__.py`): address `registered_model.<catalog.schema.model>`, manifest
+model `manifests.model.RegisteredModel`, read with `Workspace.get_model` (aliases included),
+normalised by `normalize.desired_model` / `live_model`, planned into at most one call per
+changed part, executed in two steps (aliases no endpoint waits for before the endpoints; alias
+moves linked to endpoints after them, only if those endpoints serve the new version healthily),
+exported by `export.models`. Registered models are never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from reconciler.diff import diff
+from reconciler.errors import AlreadyExists, ReconcilerError
+from reconciler.normalize import desired_model, live_model, overlay
+from reconciler.plan import Action, Change, Operation, fingerprint
+
+if TYPE_CHECKING:
+    from reconciler.apply import Executor
+    from reconciler.live import LiveState
+    from reconciler.manifests.loader import Manifests
+    from reconciler.workspace import Workspace
+
+KEY = "registered_model"
+OPERATIONS = ("create_model", "update_model", "set_alias", "delete_alias")
+
+
+def names(manifests: Manifests) -> set[str]:
+    """The models to read: those with a manifest, and those endpoints serve through an alias."""
+    found = set(manifests.models)
+    for loaded in manifests.endpoints.values():
+        found |= {e.entity_name for e in loaded.manifest.spec.served_entities if e.alias}
+    return found
+
+
+def read(ws: Workspace, name: str) -> dict[str, Any] | None:
+    return ws.get_model(name)
+
+
+def current(ws: Workspace, change: Change) -> dict[str, Any] | None:
+    """The model's normalised state now, shaped as `plan` shaped it (for a saved plan's check)."""
+    api = ws.get_model(change.name)
+    return live_model(api) if api is not None else None
+
+
+# ---- plan ------------------------------------------------------------------------------------------
+
+def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
+             prune: bool) -> list[Change]:
+    return [plan(name, desired_model(loaded.manifest), live.models.get(name))
+            for name, loaded in sorted(manifests.models.items())]
+
+
+def plan(name: str, desired: dict[str, Any], live_api: dict[str, Any] | None) -> Change:
+    address = f"{KEY}.{name}"
+    now = live_model(live_api) if live_api is not None else None
+    change = Change(address, KEY, name, Action.NOOP, desired=desired, fingerprint=fingerprint(now))
+    change.operations = operations(desired, now)
+    change.diff = diff(now or {}, overlay(desired, now))
+    if now is None:
+        change.action = Action.CREATE
+    elif change.operations:
+        change.action = Action.UPDATE
+    return change
+
+
+def operations(desired: dict[str, Any], live: dict[str, Any] | None) -> list[Operation]:
+    ops: list[Operation] = []
+    live_aliases = (live or {}).get("aliases", {})
+    if live is None:
+        ops.append(Operation("create_model", f"create_model(comment: {json.dumps(desired.get('comment'))})",
+                             args={"comment": desired.get("comment")}))
+        fields = {k: desired[k] for k in ("owner",) if k in desired}
+    else:
+        fields = {k: desired[k] for k in ("comment", "owner") if k in desired and desired[k] != live.get(k)}
+    if fields:
+        described = ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items())
+        ops.append(Operation("update_model", f"update_model({described})", args={"fields": fields}))
+    for alias, version in sorted(desired.get("aliases", {}).items()):
+        if live_aliases.get(alias) != version:
+            ops.append(Operation("set_alias", f"set_alias({alias} → {version})",
+                                 args={"alias": alias, "version": version}))
+    if "aliases" in desired:
+        for alias in sorted(set(live_aliases) - set(desired["aliases"])):
+            ops.append(Operation("delete_alias", f"delete_alias({alias})", args={"alias": alias}))
+    return ops
+
+
+# ---- apply -----------------------------------------------------------------------------------------
+
+def has_unlinked(change: Change) -> bool:
+    return any(not op.after for op in change.operations)
+
+
+def has_linked(change: Change) -> bool:
+    return any(op.after for op in change.operations)
+
+
+def apply_unlinked(ex: Executor, change: Change) -> None:
+    _apply(ex, change, linked=False)
+
+
+def apply_linked(ex: Executor, change: Change) -> None:
+    _apply(ex, change, linked=True)
+
+
+def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
+    """The model's writes, re-derived from a fresh read: either those no endpoint waits for, or
+    (`linked`) the alias changes that wait for endpoints, each only once they serve the version."""
+    linked_aliases = {op.args.get("alias"): op.after for op in change.operations if op.after}
+    waiting = {a: ex.unfinished(deps) for a, deps in linked_aliases.items()} if linked else {}
+    api = ex.ws.get_model(change.name)
+    now = live_model(api) if api is not None else None
+    for op in operations(change.desired or {}, now):
+        is_linked = op.name in ("set_alias", "delete_alias") and op.args["alias"] in linked_aliases
+        if is_linked != linked:
+            continue
+        if linked and waiting.get(op.args["alias"]):
+            ex.skip(change.address, f"{op.description} not done: {', '.join(waiting[op.args['alias']])} "
+                                    "did not finish serving the new version")
+            continue
+        not_serving = _not_serving(ex, linked_aliases[op.args["alias"]], change.name, op.args.get("version")) \
+            if linked else ""
+        if not_serving:
+            ex.skip(change.address, f"{op.description} not done: {not_serving}")
+            continue
+        _write(ex.ws, change.name, op.name, op.args)
+        ex.wrote(change.address, op.description)
+    ex.unchanged(change.address)
+
+
+def _not_serving(ex: Executor, addresses: list[str], model: str, version: Any) -> str:
+    """Why the endpoints an alias move waits for do not serve `model` `version` healthily now
+    ("" when they all do). The ones this run updated were just seen serving it; any other (an
+    update left in progress by an interrupted run, which the plan linked) is waited for and
+    looked at now, so an alias never points at a version that is not being served."""
+    from reconciler.kinds import serving_endpoint
+
+    reasons = []
+    for address in addresses:
+        name = address.split(".", 1)[1]
+        api = ex.served.get(name)
+        if api is None:
+            deadline = time.monotonic() + ex.options.timeout_seconds
+            api = serving_endpoint.wait(ex, name, address, deadline, check_failure=False) if ex.options.wait \
+                else ex.ws.get_endpoint(name) or {}
+        state = api.get("state") or {}
+        served = {(e.get("entity_name"), e.get("entity_version"))
+                  for e in (api.get("config") or {}).get("served_entities") or []}
+        if state.get("ready") != "READY" or state.get("config_update") != "NOT_UPDATING" or \
+                (version is not None and (model, str(version)) not in served):
+            reasons.append(f"{name} does not serve version {version} healthily "
+                           f"(config_update {state.get('config_update')})")
+    return "; ".join(reasons)
+
+
+def _write(ws: Workspace, name: str, op: str, args: dict[str, Any]) -> None:
+    if op == "create_model":
+        try:
+            ws.create_model(name, comment=args.get("comment"))
+        except ReconcilerError as exc:
+            # A retried POST whose first attempt landed: the model is there, which was the goal.
+            if not isinstance(exc, AlreadyExists) and ws.get_model(name) is None:
+                raise
+    elif op == "update_model":
+        ws.update_model(name, args["fields"])
+    elif op == "set_alias":
+        ws.set_alias(name, args["alias"], int(args["version"]))
+    elif op == "delete_alias":
+        ws.delete_alias(name, args["alias"])
