@@ -9,7 +9,6 @@ the workspace lock, after letting due endpoint updates finish.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -17,6 +16,8 @@ from typing import Any
 
 from reconciler.localworkspace.catalog import file_not_found
 from reconciler.localworkspace.errors import ApiError, permission_denied
+from reconciler.localworkspace.grants import securable
+from reconciler.localworkspace.identities import Principal
 from reconciler.localworkspace.pages import query_bool
 from reconciler.localworkspace.state import WorkspaceState
 
@@ -28,6 +29,7 @@ class Request:
     query: dict[str, str]
     body: dict[str, Any]  # the parsed JSON object (or multipart form) body; {} when there is none
     params: dict[str, str] = field(default_factory=dict)  # from the path pattern
+    caller: Principal | None = None  # who the token belongs to (None: the default user, for direct calls)
 
 
 @dataclass
@@ -43,9 +45,10 @@ Handler = Callable[[WorkspaceState, Request], "Response | dict[str, Any]"]
 @dataclass(frozen=True)
 class Route:
     method: str
-    pattern: re.Pattern[str]
+    parts: tuple[str, ...]  # literal path segments, "{name}" (one segment) or "{name:path}" (the rest)
     handler: Handler
     template: str
+    trailing_slash: bool = False
 
 
 ROUTES: list[Route] = []
@@ -53,29 +56,55 @@ ROUTES: list[Route] = []
 
 def route(method: str, template: str, *, trailing_slash: bool = False) -> Callable[[Handler], Handler]:
     """Register a handler; `{name}` matches one path segment, `{name:path}` the rest of the path."""
-    regex = ""
-    for part in re.split(r"(\{\w+(?::path)?\})", template):
-        placeholder = re.fullmatch(r"\{(\w+)(:path)?\}", part)
-        if placeholder:
-            regex += f"(?P<{placeholder[1]}>{'.+' if placeholder[2] else '[^/]+'})"
-        else:
-            regex += re.escape(part)
-    if trailing_slash:
-        regex += "/?"
-
     def register(handler: Handler) -> Handler:
-        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template))
+        ROUTES.append(Route(method, tuple(template.strip("/").split("/")), handler, template, trailing_slash))
         return handler
     return register
 
 
-def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    """The route for `method` and `path` (HEAD is answered by the GET route), or None."""
+def segments_of(path: str) -> list[str]:
+    """The segments of an already decoded path (for callers that have no raw path)."""
+    return path.strip("/").split("/") if path.strip("/") else []
+
+
+def _bind(parts: tuple[str, ...], segments: list[str], trailing_slash: bool) -> dict[str, str] | None:
+    """Match decoded `segments` against a template's parts. Each segment was percent-decoded on its
+    own, exactly once (server.py), so `a%2Fb` is the single segment "a/b": a `{name}` takes it
+    whole and the handler judges the name. A `{name:path}` joins the rest with "/" (an encoded
+    slash in a file path means a slash; databricks/cli `libs/testserver/router.go` matches them
+    the same way)."""
+    if trailing_slash and len(segments) == len(parts) + 1 and segments[-1] == "":
+        segments = segments[:-1]
+    params: dict[str, str] = {}
+    for i, part in enumerate(parts):
+        if part.startswith("{") and part.endswith(":path}"):
+            rest = segments[i:]
+            if not rest or not all(rest):
+                return None
+            params[part[1:-len(":path}")]] = "/".join(rest)
+            return params
+        if i >= len(segments):
+            return None
+        if part.startswith("{"):
+            if not segments[i]:
+                return None
+            params[part[1:-1]] = segments[i]
+        elif part != segments[i]:
+            return None
+    return params if len(segments) == len(parts) else None
+
+
+def match(method: str, path: str | list[str]) -> tuple[Route, dict[str, str]] | None:
+    """The route for `method` and a decoded path (or its decoded segments); HEAD is answered by the
+    GET route. None when nothing routes."""
     wanted = "GET" if method == "HEAD" else method
+    segments = segments_of(path) if isinstance(path, str) else path
     for candidate in ROUTES:
-        found = candidate.pattern.match(path)
-        if found and candidate.method == wanted:
-            return candidate, found.groupdict()
+        if candidate.method != wanted:
+            continue
+        params = _bind(candidate.parts, segments, candidate.trailing_slash)
+        if params is not None:
+            return candidate, params
     return None
 
 
@@ -91,53 +120,56 @@ SERVING = "/api/2.0/serving-endpoints"
 
 @route("GET", SERVING, trailing_slash=True)
 def list_endpoints(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return {"endpoints": [state.serving.summary(e) for _, e in sorted(state.serving.endpoints.items())]}
+    return {"endpoints": state.serving.list(request.caller)}
 
 
 @route("POST", SERVING, trailing_slash=True)  # the MLflow deployments client posts to ".../serving-endpoints/"
 def create_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.detailed(state.serving.create(request.body))
+    endpoint = state.serving.create(request.body, caller=request.caller)
+    return state.serving.detailed(endpoint, request.caller)
 
 
 @route("GET", SERVING + "/{name}")
 def get_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.detailed(state.serving.get(request.params["name"]))
+    endpoint = state.serving.get(request.params["name"], request.caller, "CAN_VIEW")
+    return state.serving.detailed(endpoint, request.caller)
 
 
 @route("DELETE", SERVING + "/{name}")
 def delete_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    state.serving.delete(request.params["name"])
+    state.serving.delete(request.params["name"], request.caller)
     return {}
 
 
 @route("PUT", SERVING + "/{name}/config")
 def update_config(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.detailed(state.serving.update_config(request.params["name"], request.body))
+    endpoint = state.serving.update_config(request.params["name"], request.body, request.caller)
+    return state.serving.detailed(endpoint, request.caller)
 
 
 @route("PATCH", SERVING + "/{name}/tags")
 def patch_tags(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.patch_tags(request.params["name"], request.body)
+    return state.serving.patch_tags(request.params["name"], request.body, request.caller)
 
 
 @route("PUT", SERVING + "/{name}/ai-gateway")
 def put_ai_gateway(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.put_ai_gateway(request.params["name"], request.body)
+    return state.serving.put_ai_gateway(request.params["name"], request.body, request.caller)
 
 
 @route("PUT", SERVING + "/{name}/rate-limits")
 def put_rate_limits(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.put_rate_limits(request.params["name"], request.body)
+    return state.serving.put_rate_limits(request.params["name"], request.body, request.caller)
 
 
 @route("PATCH", SERVING + "/{name}/notifications")
 def update_notifications(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.update_notifications(request.params["name"], request.body)
+    return state.serving.update_notifications(request.params["name"], request.body, request.caller)
 
 
 @route("GET", SERVING + "/{name}/served-models/{served_model_name}/build-logs")
 def build_logs(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.build_logs(request.params["name"], request.params["served_model_name"])
+    return state.serving.build_logs(request.params["name"], request.params["served_model_name"], request.caller)
 
 
 PERMISSIONS = "/api/2.0/permissions/serving-endpoints/{endpoint_id}"
@@ -145,22 +177,22 @@ PERMISSIONS = "/api/2.0/permissions/serving-endpoints/{endpoint_id}"
 
 @route("GET", PERMISSIONS)
 def get_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.permissions(request.params["endpoint_id"])
+    return state.serving.permissions(request.params["endpoint_id"], request.caller)
 
 
 @route("PUT", PERMISSIONS)
 def set_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.set_permissions(request.params["endpoint_id"], request.body, replace=True)
+    return state.serving.set_permissions(request.params["endpoint_id"], request.body, request.caller, replace=True)
 
 
 @route("PATCH", PERMISSIONS)
 def update_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.set_permissions(request.params["endpoint_id"], request.body, replace=False)
+    return state.serving.set_permissions(request.params["endpoint_id"], request.body, request.caller, replace=False)
 
 
 @route("GET", PERMISSIONS + "/permissionLevels")
 def permission_levels(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.permission_levels(request.params["endpoint_id"])
+    return state.serving.permission_levels(request.params["endpoint_id"], request.caller)
 
 
 # -- Unity Catalog models ------------------------------------------------------------------------
@@ -299,7 +331,17 @@ resource_route("tables", "/api/2.1/unity-catalog/tables/{full_name}")
 
 @route("GET", "/api/2.0/preview/scim/v2/Me")
 def current_user(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.current_user()
+    return state.current_user(request.caller)
+
+
+@route("GET", "/api/2.1/unity-catalog/effective-permissions/{securable_type}/{full_name}")
+def effective_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    """`w.grants.get_effective`; see `grants.py`. A model that does not exist is 404, as `get` is."""
+    securable_type, full_name = request.params["securable_type"], request.params["full_name"]
+    kind, name = securable(securable_type, full_name)
+    if kind == "FUNCTION" and not state.resources.exists("functions", name):
+        state.catalog.model(name)
+    return state.grants.effective(securable_type, full_name, request.query.get("principal"))
 
 
 # -- Workspace API (the lease file) --------------------------------------------------------------

@@ -23,7 +23,8 @@ from reconciler.localworkspace.resources import KINDS
 if TYPE_CHECKING:
     from reconciler.localworkspace.state import WorkspaceState
 
-TOP_LEVEL_KEYS = ("registered_models", "serving_endpoints", "secret_scopes", *KINDS)
+TOP_LEVEL_KEYS = ("users", "service_principals", "grants", "registered_models", "serving_endpoints", "secret_scopes",
+                  *KINDS)
 MODEL_KEYS = {"full_name", "comment", "owner", "aliases", "versions", "storage_location"}
 VERSION_KEYS = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "run_workspace_id",
                 "model_version_dependencies", "created_at", "created_by"}
@@ -60,6 +61,11 @@ def apply_seed(state: WorkspaceState, seed: dict[str, Any], *, source: str) -> N
     for key in TOP_LEVEL_KEYS:
         if seed.get(key) is not None and not isinstance(seed[key], list):
             raise ValueError(f"{source}: {key} must be a list")
+    for kind, key in (("user", "users"), ("service_principal", "service_principals")):  # see identities.py
+        for i, entry in enumerate(seed.get(key) or []):
+            guarded(f"{source}: {key}[{i}]", entry, lambda k=kind, e=entry: state.identities.seed(k, e))
+    for i, entry in enumerate(seed.get("grants") or []):  # see grants.py
+        guarded(f"{source}: grants[{i}]", entry, lambda e=entry: state.grants.seed(e))
     for i, entry in enumerate(seed.get("registered_models") or []):
         where = f"{source}: registered_models[{i}]"
         guarded(where, entry, lambda e=entry, w=where: _seed_model(state, e, w))
@@ -81,7 +87,7 @@ def guarded(where: str, entry: Any, action: Any) -> None:
     """Run `action`, turning an API error into a ValueError that names the object."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: must be a mapping")
-    name = entry.get("full_name") or entry.get("name")
+    name = entry.get("full_name") or entry.get("name") or entry.get("user_name") or entry.get("application_id")
     label = f"{where} ({name})" if name else where
     try:
         action()

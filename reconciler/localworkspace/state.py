@@ -1,7 +1,7 @@
 """Everything the local workspace holds, behind one lock.
 
-`WorkspaceState` groups the per-domain stores (Unity Catalog models, serving endpoints,
-dependent resources and secrets, workspace files) and the one re-entrant lock that makes every
+`WorkspaceState` groups the per-domain stores (Unity Catalog models and grants, serving
+endpoints, dependent resources and secrets, workspace files, the principals and their tokens) and the one re-entrant lock that makes every
 request atomic: the server holds `lock` while a route handler runs, so a request sees and leaves
 a consistent state however many clients call at once. Tests may read `LocalWorkspace.state`
 for white-box assertions; they should hold `lock` while they do.
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.localworkspace.catalog import Catalog
-from reconciler.localworkspace.clock import WORKSPACE_ID
+from reconciler.localworkspace.grants import Grants
+from reconciler.localworkspace.identities import Identities, Principal
 from reconciler.localworkspace.resources import Resources
 from reconciler.localworkspace.serving import Serving
 from reconciler.localworkspace.workspace_files import WorkspaceFiles
@@ -26,8 +27,10 @@ class WorkspaceState:
     def __init__(self, *, update_seconds: float, user: str = DEFAULT_USER) -> None:
         self.lock = threading.RLock()
         self.user = user
+        self.identities = Identities.with_default_user(user)
+        self.grants = Grants()
         self.catalog = Catalog(user)
-        self.serving = Serving(self.catalog, user, update_seconds)
+        self.serving = Serving(self.catalog, self.identities, update_seconds)
         self.resources = Resources(user)
         self.files = WorkspaceFiles(user)
 
@@ -54,13 +57,6 @@ class WorkspaceState:
         with self.lock:
             apply_seed(self, seed, source=source)
 
-    def current_user(self) -> dict[str, Any]:
-        """The SCIM `Me` answer for the one user of this workspace."""
-        return {
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "id": "4242424242424242", "userName": self.user, "displayName": "Local User", "active": True,
-            "emails": [{"value": self.user, "type": "work", "primary": True}],
-            "groups": [{"display": "admins", "type": "direct", "value": "1111111111111111"}],
-            "entitlements": [{"value": "workspace-access"}],
-            "externalId": WORKSPACE_ID,
-        }
+    def current_user(self, caller: Principal | None = None) -> dict[str, Any]:
+        """The SCIM `Me` answer for the calling principal (the default user when none is known)."""
+        return (caller or self.identities.default_principal()).scim_me()
