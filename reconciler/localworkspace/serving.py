@@ -11,8 +11,12 @@ Databricks REST reference; captures are in shared/reference/real-api/):
 - at most 15 served entities: the backend answers more with INVALID_PARAMETER_VALUE "served_models
   cannot contain more than 15 elements" (databricks-agents 1.13 `deployments.py` catches exactly
   that; DEFAULTS.md A8: databricks-sdk-py#1496, the documented ten is out of date). Two entities
-  serving the same model version: "Cannot create 2+ served entities" as a plain 400 (the same
-  client catches it as `BadRequest`, not `InvalidParameterValue`; the rest of the message is ours);
+  with one name ("It must be unique across an endpoint", `ServedEntityInput.name` docstring):
+  "Cannot create 2+ served entities" as a plain 400, which the same client catches as
+  `BadRequest`, not `InvalidParameterValue`. It meets it when a redeploy of the same version adds
+  an entity whose name (derived from model and version) is already served, and reads it as "already
+  serves model X, version Y"; whether the backend also refuses one version under two names is not
+  known, so that is accepted. The rest of the message is ours;
 - one served entity and no `traffic_config`: one route at 100%, carrying both
   `served_model_name` and `served_entity_name` as real responses do; with several entities a
   traffic config is required (databricks/cli `libs/testserver/serving_endpoints.go`);
@@ -447,15 +451,11 @@ class Serving:
                                   f"({fields.path_of(where, i)})")
         entities = [parse_entity(e, previous, fields.path_of(where, i), seeded=seeded)
                     for i, e in enumerate(raw_entities)]
-        served = [(e["entity_name"].lower(), e.get("entity_version")) for e in entities if is_uc_model(e)]
-        twice = sorted({s for s in served if served.count(s) > 1})
-        if twice:
-            raise ApiError(400, "BAD_REQUEST", f"Cannot create 2+ served entities for the same model version: "
-                                               f"'{twice[0][0]}' version {twice[0][1]}.")
         names = [e["name"] for e in entities]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise invalid(f"Served entity names must be unique across an endpoint: '{duplicates[0]}' is used twice")
+            raise ApiError(400, "BAD_REQUEST", f"Cannot create 2+ served entities named '{duplicates[0]}': a served "
+                                               "entity name must be unique across an endpoint.")
         if not seeded:
             for entity in entities:
                 if "external_model" not in entity:

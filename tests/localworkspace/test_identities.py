@@ -4,7 +4,6 @@ permissions come from seeded grants, through the unmodified `databricks-sdk` ove
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +16,8 @@ from databricks.sdk.service.serving import (
     ServingEndpointPermissionLevel,
 )
 
-SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 MODEL = "main.agents.support_agent"
 DEPLOYER = "6f0d1c9e-2b7a-4c3d-9e8f-0a1b2c3d4e5f"
-
-
-@pytest.fixture
-def ws(make_workspace: Any) -> Any:
-    workspace = make_workspace(SEEDS / "support_agent.yaml")
-    workspace.add_seed(SEEDS / "fidelity.yaml")
-    return workspace
 
 
 def entity(version: int) -> ServedEntityInput:

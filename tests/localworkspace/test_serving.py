@@ -192,9 +192,6 @@ def test_only_existing_ready_versions_can_be_served(w: Any, version: int, model:
         "served_entities": [{"entity_name": MODEL, "entity_version": "3"}],
         "traffic_config": {"routes": [{"served_model_name": "ghost", "traffic_percentage": 100}]}}},
      "'ghost'"),
-    ("two entities with one name", {"name": "x", "config": {"served_entities": [
-        {"name": "a", "entity_name": MODEL, "entity_version": "3"},
-        {"name": "a", "entity_name": MODEL, "entity_version": "4"}]}}, "unique"),
     ("two entities, no traffic config", {"name": "x", "config": {"served_entities": [
         {"entity_name": MODEL, "entity_version": "3"}, {"entity_name": MODEL, "entity_version": "4"}]}},
      "traffic_config is required"),
