@@ -39,7 +39,8 @@ Databricks REST reference; captures are in shared/reference/real-api/):
   `bundle/direct/dresources/resources.yml`: "GET never populates it (the API returns
   effective_budget_policy_id instead)"), `email_notifications`, and `task` / `endpoint_type` where
   the server sets them. The endpoint's top-level `rate_limits` are accepted and never returned
-  (resources.yml ignores them on both sides; `ServingEndpointDetailed` has no such field);
+  (`ServingEndpointDetailed` has no such field; resources.yml ignored remote changes to them from
+  databricks/cli#4638 and still ignores local ones, "not_implemented");
 - `task`: set by the server for agent endpoints (create has no `task` parameter). An endpoint is
   an agent endpoint when a version it serves was logged as one: MLflow writes the MLmodel
   `metadata.task` `agent/v1/chat` (ChatModel), `agent/v2/chat` (ChatAgent) or

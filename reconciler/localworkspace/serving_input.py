@@ -70,8 +70,9 @@ def is_provisioned_throughput(entity: dict[str, Any]) -> bool:
 
 
 def scales(raw: dict[str, Any]) -> bool:
-    """An entity whose compute scales with load: not an external model, not provisioned throughput."""
-    return raw.get("external_model") is None and not is_provisioned_throughput(raw)
+    """An entity whose compute scales with load: not an external or pay-per-token foundation model,
+    not provisioned throughput."""
+    return raw.get("external_model") is None and raw.get("foundation_model") is None and not is_provisioned_throughput(raw)
 
 
 def parse_entity(raw: dict[str, Any], previous: list[dict[str, Any]], where: str, *,

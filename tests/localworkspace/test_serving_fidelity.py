@@ -137,8 +137,8 @@ def test_get_has_every_top_level_key_of_the_real_2025_capture(w: Any) -> None:
 
 def test_write_only_fields_are_accepted_and_never_returned(w: Any) -> None:
     """databricks/cli bundle/direct/dresources/resources.yml: `burst_scaling_enabled` is "Accepted on
-    write but not returned by GET"; the endpoint's top-level `rate_limits` are ignored on both sides
-    there and `ServingEndpointDetailed` has no such field."""
+    write but not returned by GET"; the endpoint's top-level `rate_limits` are not in
+    `ServingEndpointDetailed` (SDK 0.156), and resources.yml ignored remote changes to them (#4638)."""
     got = create(w, "writeonly", entity(3, burst_scaling_enabled=False),
                  rate_limits=[{"calls": 10, "key": "endpoint", "renewal_period": "minute"}])
     assert "burst_scaling_enabled" not in json.dumps(got) and "rate_limits" not in got
