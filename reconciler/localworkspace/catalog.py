@@ -82,6 +82,11 @@ def split_full_name(full_name: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def check_alias(alias: str) -> None:
+    if not ALIAS_NAME.match(alias):
+        raise invalid(f"Invalid alias name '{alias}': use letters, digits, '_' and '-'")
+
+
 def parse_version(raw: str | int) -> int:
     try:
         version = int(raw)
@@ -102,6 +107,7 @@ class Catalog:
     # -- lookups -------------------------------------------------------------------------------
 
     def model(self, full_name: str) -> RegisteredModel:
+        split_full_name(full_name)  # a name that breaks the grammar is refused (400), never looked up
         found = self.models.get(full_name.lower())
         if found is None:
             # The message Unity Catalog gives for a missing model (models are FUNCTION securables).
@@ -118,6 +124,7 @@ class Catalog:
 
     def version_by_alias(self, full_name: str, alias: str) -> tuple[RegisteredModel, ModelVersion]:
         model = self.model(full_name)
+        check_alias(alias)
         number = model.aliases.get(alias.lower())
         if number is None or number not in model.versions:
             raise not_found(f"Alias '{alias}' does not exist on registered model '{model.full_name}'.")
@@ -180,8 +187,7 @@ class Catalog:
     def set_alias(self, full_name: str, alias: str, body: dict[str, Any]) -> dict[str, Any]:
         model = self.model(full_name)
         version_num = fields.integer(body, "version_num", required=True)
-        if not ALIAS_NAME.match(alias):
-            raise invalid(f"Invalid alias name '{alias}': use letters, digits, '_' and '-'")
+        check_alias(alias)
         if version_num not in model.versions:
             raise not_found(f"Model Version '{model.full_name}' version '{version_num}' does not exist.")
         model.aliases[alias.lower()] = version_num  # moves the alias if it pointed elsewhere
@@ -192,6 +198,7 @@ class Catalog:
         """Idempotent: removing an alias that is not set succeeds (the docs do not say otherwise,
         and a retried DELETE must not fail)."""
         model = self.model(full_name)
+        check_alias(alias)
         if model.aliases.pop(alias.lower(), None) is not None:
             model.updated_at, model.updated_by = now_ms(), self.user
 

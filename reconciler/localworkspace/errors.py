@@ -16,13 +16,15 @@ class ApiError(Exception):
     """An error answer: raised anywhere under a route handler, rendered by the server."""
 
     def __init__(self, status: int, error_code: str | int, message: str, *,
-                 details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> None:
+                 details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+                 text: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.text = text  # when set, the answer is this plain text, not the JSON error body
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error_code": self.error_code, "message": self.message}
@@ -59,3 +61,12 @@ def malformed(message: str) -> ApiError:
 
 def permission_denied(message: str) -> ApiError:
     return ApiError(403, "PERMISSION_DENIED", message)
+
+
+def invalid_request_path() -> ApiError:
+    """A Workspace API path with `.` or `..` segments. Real workspaces answer 400 with the plain
+    text body "Invalid request path", not JSON: `GET /api/2.0/workspace/get-status?path=/Repos/
+    .../Notebooks/../common/reusable.py` got exactly that (databrickslabs/ucx#2882, whose SDK then
+    failed to parse the answer)."""
+    return ApiError(400, "BAD_REQUEST", "Invalid request path", text="Invalid request path")
+

@@ -169,10 +169,12 @@ class Queries:
                 raise ValueError("metrics_window_seconds must be 0 (cumulative) or a positive number of seconds")
             self.metrics.window_seconds = float(metrics_window_seconds)
 
-    def target(self, serving: Serving, catalog: Catalog, endpoint_name: str, entity_name: str | None) -> Target:
+    def target(self, serving: Serving, catalog: Catalog, endpoint_name: str, entity_name: str | None,
+               caller: Any = None) -> Target:
         """The served entity a query reaches (the named one, or one drawn by the traffic split) and
-        how its model version answers."""
-        endpoint = serving.get(endpoint_name)
+        how its model version answers. Querying needs CAN_QUERY on the endpoint (Model Serving
+        permissions: "CAN_QUERY: query the endpoint"; serving.py enforces the levels)."""
+        endpoint = serving.get(endpoint_name, caller, "CAN_QUERY")
         entity = self._entity(endpoint, entity_name)
         version, behaviour, resources = None, ECHO, {}
         if is_uc_model(entity):
@@ -248,7 +250,7 @@ def bad_request(message: str) -> ApiError:
 # -- handling one query --------------------------------------------------------------------------
 
 def invoke(state: WorkspaceState, body: dict[str, Any], *, api: str, endpoint_name: str | None = None,
-           entity_name: str | None = None) -> tuple[int, Any, dict[str, str]]:
+           entity_name: str | None = None, caller: Any = None) -> tuple[int, Any, dict[str, str]]:
     """Answer one query: (status, JSON body or SSE bytes, headers). Called WITHOUT the workspace
     lock: it takes the lock to choose the served entity and draw
     the outcome, sleeps the latency without it, and takes it again to record the answer."""
@@ -256,7 +258,7 @@ def invoke(state: WorkspaceState, body: dict[str, Any], *, api: str, endpoint_na
         endpoint_name = str(fields.text(body, "model", required=True))
     with state.lock:
         state.settle()
-        target = state.queries.target(state.serving, state.catalog, endpoint_name, entity_name)
+        target = state.queries.target(state.serving, state.catalog, endpoint_name, entity_name, caller)
         try:
             query = parse_query(api, body)
         except ApiError as exc:  # the model's server rejects the input: the entity's 4xx
@@ -376,9 +378,10 @@ def preview(value: Any) -> str:
 
 # -- the metrics export --------------------------------------------------------------------------
 
-def export_metrics(state: WorkspaceState, endpoint_name: str, accept: str) -> tuple[bytes, str]:
-    """(text, content type) of the metrics export; called with the workspace lock held."""
-    endpoint = state.serving.get(endpoint_name)
+def export_metrics(state: WorkspaceState, endpoint_name: str, accept: str, caller: Any = None) -> tuple[bytes, str]:
+    """(text, content type) of the metrics export; called with the workspace lock held. Reading
+    metrics needs CAN_VIEW, like reading the endpoint."""
+    endpoint = state.serving.get(endpoint_name, caller, "CAN_VIEW")
     entities = [EntityView(name=e["name"], key=(endpoint.id, e["name"], int(e.get("creation_timestamp", 0))),
                            concurrency=concurrency(e))
                 for e in (endpoint.config or {}).get("served_entities", [])]

@@ -10,13 +10,14 @@ handler under the workspace lock, after letting due endpoint updates finish; que
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.localworkspace import files_api, queries
 from reconciler.localworkspace.errors import ApiError, permission_denied
+from reconciler.localworkspace.grants import securable
+from reconciler.localworkspace.identities import Principal
 from reconciler.localworkspace.pages import query_bool
 from reconciler.localworkspace.state import WorkspaceState
 
@@ -30,6 +31,7 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # from the path pattern
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     raw: bytes = b""  # the body as sent: a file upload, or the JSON MLflow sends with DELETE
+    caller: Principal | None = None  # who the token belongs to (None: the default user, for direct calls)
 
 
 @dataclass
@@ -45,9 +47,10 @@ Handler = Callable[[WorkspaceState, Request], "Response | dict[str, Any]"]
 @dataclass(frozen=True)
 class Route:
     method: str
-    pattern: re.Pattern[str]
+    parts: tuple[str, ...]  # literal path segments, "{name}" (one segment) or "{name:path}" (the rest)
     handler: Handler
     template: str
+    trailing_slash: bool = False
     locked: bool = True  # False: the handler takes the workspace lock itself (queries sleep outside it)
     raw_body: bool = False  # the body is not JSON (a file upload): handlers read `Request.raw`
 
@@ -60,29 +63,56 @@ def route(method: str, template: str, *, trailing_slash: bool = False, locked: b
     """Register a handler; `{name}` matches one path segment, `{name:path}` the rest of the path.
     The server runs it under the workspace lock unless `locked` is False; a `raw_body` route's body
     is not JSON (a file upload): it reads `Request.raw`."""
-    regex = ""
-    for part in re.split(r"(\{\w+(?::path)?\})", template):
-        placeholder = re.fullmatch(r"\{(\w+)(:path)?\}", part)
-        if placeholder:
-            regex += f"(?P<{placeholder[1]}>{'.+' if placeholder[2] else '[^/]+'})"
-        else:
-            regex += re.escape(part)
-    if trailing_slash:
-        regex += "/?"
-
     def register(handler: Handler) -> Handler:
-        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, template, locked, raw_body))
+        ROUTES.append(Route(method, tuple(template.strip("/").split("/")), handler, template, trailing_slash,
+                            locked, raw_body))
         return handler
     return register
 
 
-def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    """The route for `method` and `path` (HEAD is answered by the GET route), or None."""
+def segments_of(path: str) -> list[str]:
+    """The segments of an already decoded path (for callers that have no raw path)."""
+    return path.strip("/").split("/") if path.strip("/") else []
+
+
+def _bind(parts: tuple[str, ...], segments: list[str], trailing_slash: bool) -> dict[str, str] | None:
+    """Match decoded `segments` against a template's parts. Each segment was percent-decoded on its
+    own, exactly once (server.py), so `a%2Fb` is the single segment "a/b": a `{name}` takes it
+    whole and the handler judges the name. A `{name:path}` joins the rest with "/" (an encoded
+    slash in a file path means a slash; databricks/cli `libs/testserver/router.go` matches them
+    the same way)."""
+    if trailing_slash and len(segments) == len(parts) + 1 and segments[-1] == "":
+        segments = segments[:-1]
+    params: dict[str, str] = {}
+    for i, part in enumerate(parts):
+        if part.startswith("{") and part.endswith(":path}"):
+            rest = segments[i:]
+            if not rest or not all(rest):
+                return None
+            params[part[1:-len(":path}")]] = "/".join(rest)
+            return params
+        if i >= len(segments):
+            return None
+        if part.startswith("{"):
+            if not segments[i]:
+                return None
+            params[part[1:-1]] = segments[i]
+        elif part != segments[i]:
+            return None
+    return params if len(segments) == len(parts) else None
+
+
+def match(method: str, path: str | list[str]) -> tuple[Route, dict[str, str]] | None:
+    """The route for `method` and a decoded path (or its decoded segments); HEAD is answered by the
+    GET route. None when nothing routes."""
     wanted = "GET" if method == "HEAD" else method
+    segments = segments_of(path) if isinstance(path, str) else path
     for candidate in ROUTES:
-        found = candidate.pattern.match(path)
-        if found and candidate.method == wanted:
-            return candidate, found.groupdict()
+        if candidate.method != wanted:
+            continue
+        params = _bind(candidate.parts, segments, candidate.trailing_slash)
+        if params is not None:
+            return candidate, params
     return None
 
 
@@ -98,53 +128,56 @@ SERVING = "/api/2.0/serving-endpoints"
 
 @route("GET", SERVING, trailing_slash=True)
 def list_endpoints(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return {"endpoints": [state.serving.summary(e) for _, e in sorted(state.serving.endpoints.items())]}
+    return {"endpoints": state.serving.list(request.caller)}
 
 
 @route("POST", SERVING, trailing_slash=True)  # the MLflow deployments client posts to ".../serving-endpoints/"
 def create_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.detailed(state.serving.create(request.body))
+    endpoint = state.serving.create(request.body, caller=request.caller)
+    return state.serving.detailed(endpoint, request.caller)
 
 
 @route("GET", SERVING + "/{name}")
 def get_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.detailed(state.serving.get(request.params["name"]))
+    endpoint = state.serving.get(request.params["name"], request.caller, "CAN_VIEW")
+    return state.serving.detailed(endpoint, request.caller)
 
 
 @route("DELETE", SERVING + "/{name}")
 def delete_endpoint(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    state.serving.delete(request.params["name"])
+    state.serving.delete(request.params["name"], request.caller)
     return {}
 
 
 @route("PUT", SERVING + "/{name}/config")
 def update_config(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.detailed(state.serving.update_config(request.params["name"], request.body))
+    endpoint = state.serving.update_config(request.params["name"], request.body, request.caller)
+    return state.serving.detailed(endpoint, request.caller)
 
 
 @route("PATCH", SERVING + "/{name}/tags")
 def patch_tags(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.patch_tags(request.params["name"], request.body)
+    return state.serving.patch_tags(request.params["name"], request.body, request.caller)
 
 
 @route("PUT", SERVING + "/{name}/ai-gateway")
 def put_ai_gateway(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.put_ai_gateway(request.params["name"], request.body)
+    return state.serving.put_ai_gateway(request.params["name"], request.body, request.caller)
 
 
 @route("PUT", SERVING + "/{name}/rate-limits")
 def put_rate_limits(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.put_rate_limits(request.params["name"], request.body)
+    return state.serving.put_rate_limits(request.params["name"], request.body, request.caller)
 
 
 @route("PATCH", SERVING + "/{name}/notifications")
 def update_notifications(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.update_notifications(request.params["name"], request.body)
+    return state.serving.update_notifications(request.params["name"], request.body, request.caller)
 
 
 @route("GET", SERVING + "/{name}/served-models/{served_model_name}/build-logs")
 def build_logs(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.build_logs(request.params["name"], request.params["served_model_name"])
+    return state.serving.build_logs(request.params["name"], request.params["served_model_name"], request.caller)
 
 
 # -- queries to served models (`queries.py`) ------------------------------------------------------
@@ -152,7 +185,7 @@ def build_logs(state: WorkspaceState, request: Request) -> dict[str, Any]:
 def query_route(template: str, api: str) -> None:
     def handler(state: WorkspaceState, request: Request) -> Response:
         status, body, headers = queries.invoke(state, request.body, api=api, endpoint_name=request.params.get("name"),
-                                               entity_name=request.params.get("served_entity"))
+                                               entity_name=request.params.get("served_entity"), caller=request.caller)
         return Response(body, status=status, headers=headers)
     route("POST", template, locked=False)(handler)
 
@@ -165,7 +198,8 @@ query_route("/serving-endpoints/responses", "responses")
 
 @route("GET", SERVING + "/{name}/metrics")
 def export_metrics(state: WorkspaceState, request: Request) -> Response:
-    text, content_type = queries.export_metrics(state, request.params["name"], request.headers.get("accept", ""))
+    text, content_type = queries.export_metrics(state, request.params["name"], request.headers.get("accept", ""),
+                                                request.caller)
     return Response(text, headers={"Content-Type": content_type})
 
 
@@ -174,22 +208,22 @@ PERMISSIONS = "/api/2.0/permissions/serving-endpoints/{endpoint_id}"
 
 @route("GET", PERMISSIONS)
 def get_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.permissions(request.params["endpoint_id"])
+    return state.serving.permissions(request.params["endpoint_id"], request.caller)
 
 
 @route("PUT", PERMISSIONS)
 def set_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.set_permissions(request.params["endpoint_id"], request.body, replace=True)
+    return state.serving.set_permissions(request.params["endpoint_id"], request.body, request.caller, replace=True)
 
 
 @route("PATCH", PERMISSIONS)
 def update_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.set_permissions(request.params["endpoint_id"], request.body, replace=False)
+    return state.serving.set_permissions(request.params["endpoint_id"], request.body, request.caller, replace=False)
 
 
 @route("GET", PERMISSIONS + "/permissionLevels")
 def permission_levels(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.serving.permission_levels(request.params["endpoint_id"])
+    return state.serving.permission_levels(request.params["endpoint_id"], request.caller)
 
 
 # -- Unity Catalog models ------------------------------------------------------------------------
@@ -339,7 +373,17 @@ resource_route("tables", "/api/2.1/unity-catalog/tables/{full_name}")
 
 @route("GET", "/api/2.0/preview/scim/v2/Me")
 def current_user(state: WorkspaceState, request: Request) -> dict[str, Any]:
-    return state.current_user()
+    return state.current_user(request.caller)
+
+
+@route("GET", "/api/2.1/unity-catalog/effective-permissions/{securable_type}/{full_name}")
+def effective_permissions(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    """`w.grants.get_effective`; see `grants.py`. A model that does not exist is 404, as `get` is."""
+    securable_type, full_name = request.params["securable_type"], request.params["full_name"]
+    kind, name = securable(securable_type, full_name)
+    if kind == "FUNCTION" and not state.resources.exists("functions", name):
+        state.catalog.model(name)
+    return state.grants.effective(securable_type, full_name, request.query.get("principal"))
 
 
 # -- Workspace API (the lease file) --------------------------------------------------------------

@@ -25,7 +25,8 @@ from reconciler.localworkspace.resources import KINDS
 if TYPE_CHECKING:
     from reconciler.localworkspace.state import WorkspaceState
 
-TOP_LEVEL_KEYS = ("mlflow_runs", "logged_models", "registered_models", "serving_endpoints", "secret_scopes", *KINDS)
+TOP_LEVEL_KEYS = ("users", "service_principals", "grants", "mlflow_runs", "logged_models", "registered_models",
+                  "serving_endpoints", "secret_scopes", *KINDS)
 MODEL_KEYS = {"full_name", "comment", "owner", "aliases", "versions", "storage_location"}
 VERSION_KEYS = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "run_workspace_id",
                 "model_version_dependencies", "created_at", "created_by", "serving",
@@ -63,6 +64,11 @@ def apply_seed(state: WorkspaceState, seed: dict[str, Any], *, source: str) -> N
     for key in TOP_LEVEL_KEYS:
         if seed.get(key) is not None and not isinstance(seed[key], list):
             raise ValueError(f"{source}: {key} must be a list")
+    for kind, key in (("user", "users"), ("service_principal", "service_principals")):  # see identities.py
+        for i, entry in enumerate(seed.get(key) or []):
+            guarded(f"{source}: {key}[{i}]", entry, lambda k=kind, e=entry: state.identities.seed(k, e))
+    for i, entry in enumerate(seed.get("grants") or []):  # see grants.py
+        guarded(f"{source}: grants[{i}]", entry, lambda e=entry: state.grants.seed(e))
     for kind, add in (("mlflow_runs", state.tracking.seed_run), ("logged_models", state.tracking.seed_logged_model)):
         for i, entry in enumerate(seed.get(kind) or []):  # runs first: a logged model names its run
             guarded(f"{source}: {kind}[{i}]", entry, lambda e=entry, a=add: a(e))
@@ -87,7 +93,8 @@ def guarded(where: str, entry: Any, action: Any) -> None:
     """Run `action`, turning an API error into a ValueError that names the object."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: must be a mapping")
-    name = entry.get("full_name") or entry.get("model_id") or entry.get("run_id") or entry.get("name")
+    name = entry.get("full_name") or entry.get("model_id") or entry.get("run_id") or entry.get("name") \
+        or entry.get("user_name") or entry.get("application_id")
     label = f"{where} ({name})" if name else where
     try:
         action()

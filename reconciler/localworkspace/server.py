@@ -18,9 +18,14 @@ Requests
 - Every request needs `Authorization: Bearer <token>`. Without one the answer is 401 "Credential
   was not sent or was of an unsupported type for this API."; with an unknown token it is 403
   "Invalid access token.", as real workspaces answer (both captured in public issue reports).
-  A read-only token (`add_token(..., read_only=True)`) may read; its writes get 403
-  PERMISSION_DENIED. `/.well-known/databricks-config` (probed by the SDK's `Config()` before it
-  has credentials) and `/__sim/...` need no token.
+  Each token belongs to a user or service principal (`identities.py`; the default token to the
+  default user, a workspace admin) and the handlers enforce what that principal may do (endpoint
+  permissions in `serving.py`). A read-only token (`add_token(..., read_only=True)`) may read; its
+  writes get 403 PERMISSION_DENIED. `/.well-known/databricks-config` (probed by the SDK's
+  `Config()` before it has credentials) and `/__sim/...` need no token.
+- The path is split into segments and each is percent-decoded exactly once (`split_path`): an
+  encoded slash stays inside its segment (`a%2Fb` is one name, which the handler refuses as a bad
+  name), and `.`/`..` segments never route (`DOT_SEGMENTS`): nothing is resolved.
 - Errors are `{"error_code", "message"}` JSON with the status the real API uses; a path with no API
   is 404 ENDPOINT_NOT_FOUND; a body that is not a JSON object, or a field of the wrong type, is 400
   MALFORMED_REQUEST. No request can crash the server or get a traceback back.
@@ -39,12 +44,18 @@ for a server in another process:
     POST /__sim/update-seconds           {"seconds": 2.0}
     POST /__sim/registration             {"seconds": 2.0, "failure": null}   # see "Registration" below
     POST /__sim/seed                     a seed document (below)
-    POST /__sim/tokens                   {"token": "viewer-token", "read_only": true}
+    POST /__sim/tokens                   {"token": "viewer-token", "read_only": true, "principal": null}
     POST /__sim/log-responses            {"on": true}
     POST /__sim/queries                  {"seed": 7, "metrics_window_seconds": 0}   (see queries.py, metrics.py)
 The request log holds `/api/` calls only (not `/.well-known`, `/__sim` nor queries to served
-models, which `state.queries.log` keeps), in completion order;
-`status` is None for a dropped connection and `fault` names the injected fault, if any. With
+models, which `state.queries.log` keeps), in completion order.
+Each entry: `method`; `path` (percent-decoded); `raw_path` (as sent); `segments` (each decoded
+once: "exactly one encoded segment" is `len(segments)` and `raw_path`); `query`; `body` (the
+parsed JSON or form); `identity` (the principal's name: a user's e-mail or a service principal's
+application id; None for a missing or unknown token; never the token); `status` (None for a dropped
+connection); `fault` (the injected fault, if any); `received_at` and `answered_at` (Unix seconds,
+`answered_at` None when no answer left: "no write from X after T" compares these with T); and
+`seq` (1, 2, ... in completion order). With
 `log_responses` on, each handled request also has `response: {status, body}`, what the handler
 answered, even when a `drop_after` fault then kept it from the client: that is how a test tells a
 write that landed from one that did not, and sees what a read showed at that moment.
@@ -67,6 +78,12 @@ Seed format (YAML or JSON; every key optional, no other top-level key allowed):
                                                   # error_rate, status, message, permission_denied)
     serving_endpoints:                            # create-request shape; created READY, versions not checked
       - {name: databricks-meta-llama-3-3-70b-instruct, config: {served_entities: [...]}, tags: [{key, value}]}
+      # may also carry what only the server sets: task, endpoint_type, tile_endpoint_metadata, creator,
+      # creator_display_name, effective_budget_policy_id, state: {suspend: ...}, access_control_list;
+      # `config: {}` seeds a READY Agent Bricks endpoint
+    users: [{user_name: viewer@example.com, groups: [support-team], admin: false, tokens: [viewer-token]}]
+    service_principals: [{application_id: <uuid>, display_name: deployer, tokens: [deployer-token]}]
+    grants: [{securable_type: function, full_name: main.agents.support_agent, principal: ..., privileges: [EXECUTE]}]
     secret_scopes: [{name: support, keys: [openai]}]   # key names only; values are never stored
     vector_search_indexes: [{name: main.agents.docs_index}]   # each may add API fields, e.g. status: {ready: false}
     sql_warehouses: [{id: abc123, name: Shared}]
@@ -137,6 +154,7 @@ from reconciler.localworkspace.bodies import BodyError, parse_body, read_body
 from reconciler.localworkspace.clock import WORKSPACE_ID
 from reconciler.localworkspace.errors import ApiError
 from reconciler.localworkspace.faults import Faults
+from reconciler.localworkspace.identities import Principal
 from reconciler.localworkspace.mlflow_tracking import registration_plan
 from reconciler.localworkspace.state import WorkspaceState
 
@@ -145,6 +163,11 @@ if TYPE_CHECKING:
 
 DEFAULT_TOKEN = "local-token"
 CONTROL_PREFIX = "/__sim"
+# Dot segments never route. Clients remove them before sending (RFC 3986 section 5.2.4; urllib3's
+# `parse_url`, which the SDK's `requests` uses, does), so one that arrives was sent on purpose; no
+# API path has one, so the answer is the one for a path with no API (404 ENDPOINT_NOT_FOUND), and
+# it is never resolved against its neighbours. Encoded ones (%2E%2E) are the same segment.
+DOT_SEGMENTS = {".", ".."}
 
 
 class LocalWorkspace:
@@ -158,12 +181,13 @@ class LocalWorkspace:
         if seed is not None:
             self.state.add_seed(seed)
         self.token = token
+        self.state.identities.add_token(token)  # the default user's, a workspace admin
         self.latency_ms = latency_ms
         self.log_responses = False  # see the module docstring: for reliability tests
         self.faults = Faults()
         self.faults.configure(fault_rate, fault_seed)
-        self._tokens: dict[str, bool] = {token: False}  # token -> read only
         self._log: list[dict[str, Any]] = []
+        self._sequence = 0
         self._log_lock = threading.Lock()
         self._address = (host, port)
         self._server: _Server | None = None
@@ -252,27 +276,41 @@ class LocalWorkspace:
     def add_seed(self, seed: dict[str, Any] | str | Path) -> None:
         self.state.add_seed(seed)
 
-    def add_token(self, token: str, *, read_only: bool = False) -> None:
-        self._tokens[token] = read_only
+    def add_token(self, token: str, *, read_only: bool = False, principal: str | None = None) -> None:
+        """Another token: the default user's unless `principal` names a seeded user (e-mail) or
+        service principal (application id)."""
+        with self.state.lock:
+            self.state.identities.add_token(token, principal, read_only=read_only)
+
+    def identity(self, headers: dict[str, str]) -> str | None:
+        """The name of the principal a request's token belongs to, for the request log."""
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        with self.state.lock:
+            found = self.state.identities.for_token(token.strip()) if scheme.lower() == "bearer" else None
+        return found[0].name if found else None
 
     def _record(self, entry: dict[str, Any]) -> None:
         with self._log_lock:
+            self._sequence += 1
+            entry["seq"] = self._sequence
             self._log.append(entry)
 
     # -- answering -----------------------------------------------------------------------------
 
     def answer(self, method: str, path: str, query: dict[str, str], raw: bytes,
-               headers: dict[str, str]) -> routes.Response:
-        """The response to one `/api/` request: auth, routing, parsing and the handler, under the lock."""
+               headers: dict[str, str], segments: list[str] | None = None) -> routes.Response:
+        """The response to one `/api/` request: auth, routing, parsing and the handler, under the lock.
+        `segments` are the path's segments, each percent-decoded once (`split_path`)."""
+        segments = routes.segments_of(path) if segments is None else segments
         try:
-            self._authenticate(headers.get("authorization", ""), method, path)
-            found = routes.match(method, path)
+            caller = self._authenticate(headers.get("authorization", ""), method, path, segments)
+            found = None if DOT_SEGMENTS & set(segments) else routes.match(method, segments)
             if found is None:
                 raise routes.unknown_route(method, path)
             route, params = found
             body = {} if route.raw_body else parse_body(method, raw, headers.get("content-type", ""))
             request = routes.Request(method=method, path=path, query=query, body=body, params=params,
-                                     headers=headers, raw=raw)
+                                     headers=headers, raw=raw, caller=caller)
             if not route.locked:  # a query: it takes the lock itself and sleeps its latency outside it
                 result = route.handler(self.state, request)
             else:
@@ -281,22 +319,30 @@ class LocalWorkspace:
                     result = route.handler(self.state, request)
             return result if isinstance(result, routes.Response) else routes.Response(result)
         except ApiError as exc:
+            if exc.text is not None:  # a front-end refusal that is not JSON (see errors.py)
+                return routes.Response(exc.text.encode(), status=exc.status,
+                                       headers={**exc.headers, "Content-Type": "text/plain; charset=utf-8"})
             return routes.Response(exc.body(), status=exc.status, headers=exc.headers)
         except Exception as exc:  # a bug here must still answer in the API's shape, never crash
             print(f"local workspace: internal error on {method} {path}: {exc!r}", file=sys.stderr)
             return routes.Response({"error_code": "INTERNAL_ERROR", "message": f"Internal error: {exc!r}"}, status=500)
 
-    def _authenticate(self, header: str, method: str, path: str) -> None:
+    def _authenticate(self, header: str, method: str, path: str, segments: list[str]) -> Principal:
+        """The principal the bearer token belongs to; 401 without a token, 403 for an unknown one,
+        403 for a write with a read-only token."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, 401, "Credential was not sent or was of an unsupported type for this API.")
-        read_only = self._tokens.get(token.strip())
-        if read_only is None:
+        with self.state.lock:
+            found = self.state.identities.for_token(token.strip())
+        if found is None:
             raise ApiError(403, 403, "Invalid access token.")
-        if read_only and routes.match(method, path) is not None:
+        principal, read_only = found
+        if read_only and routes.match(method, segments) is not None:
             refusal = routes.refuse_write(method, path)
             if refusal is not None:
                 raise refusal
+        return principal
 
     def control(self, method: str, path: str, raw: bytes) -> routes.Response:
         """The `/__sim/...` routes."""
@@ -332,7 +378,9 @@ class LocalWorkspace:
                     self.state.queries.configure(seed=body.get("seed"),
                                                  metrics_window_seconds=body.get("metrics_window_seconds"))
             elif (method, action) == ("POST", "/tokens"):
-                self.add_token(str(body["token"]), read_only=bool(body.get("read_only", False)))
+                principal = body.get("principal")
+                self.add_token(str(body["token"]), read_only=bool(body.get("read_only", False)),
+                               principal=None if principal is None else str(principal))
             else:
                 raise routes.unknown_route(method, path)
             return routes.Response({})
@@ -391,6 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         workspace = self.server.workspace
         url = urlsplit(self.path)
+        segments = split_path(url.path)
         path = unquote(url.path)
         query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         headers = {key.lower(): value for key, value in self.headers.items()}
@@ -410,8 +459,10 @@ class _Handler(BaseHTTPRequestHandler):
         if workspace.latency_ms:
             time.sleep(workspace.latency_ms / 1000)
         fault = workspace.faults.draw() if path.startswith("/api/") else None
-        entry: dict[str, Any] = {"method": self.command, "path": path, "query": query, "status": None,
-                                 "body": _logged_body(raw, headers), "fault": fault}
+        entry: dict[str, Any] = {"method": self.command, "path": path, "raw_path": url.path, "segments": segments,
+                                 "query": query, "status": None, "body": _logged_body(raw, headers),
+                                 "identity": workspace.identity(headers), "fault": fault,
+                                 "received_at": time.time(), "answered_at": None}
         try:
             if fault == "drop":
                 self._drop()
@@ -421,7 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault in ("429", "503"):
                 response = _fault_response(fault, workspace.faults.plan.retry_after)
             else:
-                response = workspace.answer(self.command, path, query, raw, headers)
+                response = workspace.answer(self.command, path, query, raw, headers, segments)
                 if workspace.log_responses:
                     entry["response"] = {"status": response.status,
                                          "body": response.body if isinstance(response.body, dict) else None}
@@ -430,6 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             entry["status"] = response.status
             self._send(response)
+            entry["answered_at"] = time.time()
         finally:
             if path.startswith("/api/"):
                 workspace._record(entry)
@@ -474,6 +526,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
         """Quiet: the request log is the record."""
+
+
+def split_path(raw_path: str) -> list[str]:
+    """The path's segments, each percent-decoded exactly once: `a%2Fb` stays one segment "a/b"
+    (a name with a slash in it, which the route's handler judges), `%252F` becomes "%2F"."""
+    return [unquote(segment) for segment in raw_path.split("/")[1:]] if raw_path.startswith("/") else [unquote(raw_path)]
 
 
 def _fault_response(kind: str, retry_after: int) -> routes.Response:

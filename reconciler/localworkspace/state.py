@@ -1,11 +1,11 @@
 """Everything the local workspace holds, behind one lock.
 
-`WorkspaceState` groups the per-domain stores (Unity Catalog models, serving endpoints,
-dependent resources and secrets, workspace files, queries to served models, MLflow runs and
-logged models, registration) and the one re-entrant lock that makes every request atomic: the
-server holds `lock` while a route handler runs (a query takes it itself, around its sleep), so a
-request sees and leaves a consistent state however many clients call at once. Tests may read
-`LocalWorkspace.state`
+`WorkspaceState` groups the per-domain stores (Unity Catalog models and grants, serving
+endpoints, dependent resources and secrets, workspace files, the principals and their tokens,
+queries to served models, MLflow runs and logged models, registration) and the one re-entrant
+lock that makes every request atomic: the server holds `lock` while a route handler runs (a
+query takes it itself, around its sleep), so a request sees and leaves a consistent state
+however many clients call at once. Tests may read `LocalWorkspace.state`
 for white-box assertions; they should hold `lock` while they do.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.localworkspace.catalog import Catalog
-from reconciler.localworkspace.clock import WORKSPACE_ID
+from reconciler.localworkspace.grants import Grants
+from reconciler.localworkspace.identities import Identities, Principal
 from reconciler.localworkspace.mlflow_tracking import Tracking
 from reconciler.localworkspace.queries import Queries
 from reconciler.localworkspace.registration import Registration
@@ -31,8 +32,10 @@ class WorkspaceState:
     def __init__(self, *, update_seconds: float, registration_seconds: float = 0.0, user: str = DEFAULT_USER) -> None:
         self.lock = threading.RLock()
         self.user = user
+        self.identities = Identities.with_default_user(user)
+        self.grants = Grants()
         self.catalog = Catalog(user)
-        self.serving = Serving(self.catalog, user, update_seconds)
+        self.serving = Serving(self.catalog, self.identities, update_seconds)
         self.resources = Resources(user)
         self.files = WorkspaceFiles(user)
         self.queries = Queries()  # draws, metrics and log of the queries to served models
@@ -63,13 +66,6 @@ class WorkspaceState:
         with self.lock:
             apply_seed(self, seed, source=source)
 
-    def current_user(self) -> dict[str, Any]:
-        """The SCIM `Me` answer for the one user of this workspace."""
-        return {
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "id": "4242424242424242", "userName": self.user, "displayName": "Local User", "active": True,
-            "emails": [{"value": self.user, "type": "work", "primary": True}],
-            "groups": [{"display": "admins", "type": "direct", "value": "1111111111111111"}],
-            "entitlements": [{"value": "workspace-access"}],
-            "externalId": WORKSPACE_ID,
-        }
+    def current_user(self, caller: Principal | None = None) -> dict[str, Any]:
+        """The SCIM `Me` answer for the calling principal (the default user when none is known)."""
+        return (caller or self.identities.default_principal()).scim_me()

@@ -8,6 +8,35 @@ RESOURCE_DOES_NOT_EXIST, a non-empty directory deleted without `recursive` is
 DIRECTORY_NOT_EMPTY, `mkdirs` over a file is RESOURCE_ALREADY_EXISTS, and a SOURCE import needs a
 `language` (the SDK's `upload` hints "Perhaps you forgot to specify the `format=ImportFormat.AUTO`"
 on exactly that INVALID_PARAMETER_VALUE).
+
+Overwriting, as real workspaces answer it:
+- `overwrite: false` on a path that exists: 400 RESOURCE_ALREADY_EXISTS "<path> already exists.
+  Please pass overwrite=true to overwrite it." (databricks/cli `libs/filer/
+  workspace_files_client.go`, branch sankalp-mittal/workspace-import-migration: "verified against a
+  real workspace"; shared/reference/databricks-api.md: 400 on real workspaces);
+- `format: AUTO` with `overwrite: true` on an existing workspace FILE: 400 RESOURCE_ALREADY_EXISTS
+  "Node named '<file name>' already exists" (databricks/cli#3386: `databricks workspace import
+  ... --format AUTO --overwrite` on an existing file, Databricks CLI v0.263.0). A lease renewed this
+  way is never renewed;
+- an overwrite that would change the object's type (a FILE over a NOTEBOOK or the reverse): 400
+  INVALID_PARAMETER_VALUE "Cannot overwrite the asset at <path> due to type mismatch (asked: FILE,
+  actual: NOTEBOOK)" (same databricks/cli comment, observed against aws-prod-ucws).
+
+What does replace a file's content on real workspaces, and what a lease renewal can build on:
+1. `format: RAW` with `overwrite: true` on the existing FILE replaces its bytes in place: the
+   Terraform provider's `databricks_workspace_file` updates files exactly so
+   (terraform-provider-databricks `workspace/resource_workspace_file.go`,
+   `workspaceFileUploadOptionFunc`: Format "RAW", Overwrite true, since #4200, 2024-11), through
+   `w.workspace.import_(path, content=..., format=ImportFormat.RAW, overwrite=True)` or
+   `w.workspace.upload(..., format=ImportFormat.RAW, overwrite=True)`. It is unconditional: it
+   cannot tell whether someone else's lease is there, so read the file first and write only while
+   it is still ours (the read and the write are two calls; a competitor can slip in between).
+2. `delete` then `import` with `overwrite: false`: both documented calls; the import is the same
+   compare-and-set as taking the lease, so a competitor that took the file in between makes our
+   import fail with RESOURCE_ALREADY_EXISTS, and we know we lost it. Between the two calls the path
+   is free for anyone, so a renewal that loses this race must stop writing.
+Paths are checked, never resolved: `.` and `..` segments are refused (`check_path`), as real
+workspaces refuse them.
 """
 
 from __future__ import annotations
@@ -21,7 +50,7 @@ from typing import Any
 
 from reconciler.localworkspace import fields
 from reconciler.localworkspace.clock import now_ms
-from reconciler.localworkspace.errors import ApiError, already_exists, invalid, not_found
+from reconciler.localworkspace.errors import ApiError, invalid, invalid_request_path, not_found
 
 IMPORT_FORMATS = ("AUTO", "DBC", "HTML", "JUPYTER", "RAW", "R_MARKDOWN", "SOURCE")
 LANGUAGES = ("PYTHON", "SQL", "SCALA", "R")
@@ -86,12 +115,13 @@ class WorkspaceFiles:
         parent = posixpath.dirname(path)
         if self.objects.get(parent) is None or self.objects[parent].object_type != "DIRECTORY":
             raise not_found(f"The parent folder ({parent}) does not exist.")
-        existing = self.objects.get(path)
-        if existing is not None and (not overwrite or existing.object_type == "DIRECTORY"):
-            raise already_exists(f"Path ({path}) already exists.")
         if fmt == "SOURCE" and language is None:
             raise invalid("The language of a SOURCE import must be specified (or use format AUTO or RAW).")
-        if fmt == "RAW" or (fmt == "AUTO" and not content.startswith(NOTEBOOK_HEADER)):
+        asked = "FILE" if fmt == "RAW" or (fmt == "AUTO" and not content.startswith(NOTEBOOK_HEADER)) else "NOTEBOOK"
+        existing = self.objects.get(path)
+        if existing is not None:
+            check_overwrite(existing, asked, fmt, overwrite=overwrite)
+        if asked == "FILE":
             self._add(path, "FILE", content)
         else:
             self._add(path, "NOTEBOOK", content, language or "PYTHON")
@@ -115,7 +145,7 @@ class WorkspaceFiles:
             if existing is None:
                 self._add(partial, "DIRECTORY")
             elif existing.object_type != "DIRECTORY":
-                raise already_exists(f"Path ({partial}) already exists and is not a directory.")
+                raise taken(f"Path ({partial}) already exists and is not a directory.")
 
     def delete(self, body: dict[str, Any]) -> None:
         path = normalise(fields.text(body, "path", required=True))
@@ -135,11 +165,38 @@ class WorkspaceFiles:
         return {"objects": [o.info() for o in items]}
 
 
+def check_overwrite(existing: WorkspaceObject, asked: str, fmt: str, *, overwrite: bool) -> None:
+    """Refuse an import over an existing object the way real workspaces do (module docstring)."""
+    path = existing.path
+    if not overwrite or existing.object_type == "DIRECTORY":
+        raise taken(f"{path} already exists. Please pass overwrite=true to overwrite it.")
+    if existing.object_type != asked:
+        raise invalid(f"Cannot overwrite the asset at {path} due to type mismatch (asked: {asked}, actual: "
+                      f"{existing.object_type})")
+    if existing.object_type == "FILE" and fmt == "AUTO":
+        raise taken(f"Node named '{posixpath.basename(path)}' already exists")
+
+
+def taken(message: str) -> ApiError:
+    """The Workspace API's "already exists": RESOURCE_ALREADY_EXISTS with status 400 on real
+    workspaces (databricks/cli#3386), which the SDK maps by code to ResourceAlreadyExists."""
+    return ApiError(400, "RESOURCE_ALREADY_EXISTS", message)
+
+
+def check_path(raw_path: str) -> None:
+    """`.` and `..` segments are refused, never resolved (errors.invalid_request_path)."""
+    if any(segment in (".", "..") for segment in raw_path.split("/")):
+        raise invalid_request_path()
+
+
 def normalise(raw_path: str | None) -> str:
     if not raw_path:
         raise invalid("Missing required field: path")
     if not raw_path.startswith("/"):
-        raise invalid(f"Path ({raw_path}) must be absolute.")
+        # The message real workspaces give ("Path (...) doesn't start with '/'", e.g.
+        # terraform-provider-databricks#126).
+        raise invalid(f"Path ({raw_path}) doesn't start with '/'")
+    check_path(raw_path)
     return posixpath.normpath("/" + raw_path.lstrip("/"))
 
 

@@ -1,5 +1,7 @@
-"""Fixtures for the contract tests that drive MLflow's own client against the local workspace.
+"""Fixtures of the local workspace's contract tests (the shared ones are in tests/conftest.py).
 
+- `ws`: `support_agent.yaml` plus `fidelity.yaml` (principals with tokens, grants, an agent model
+  and endpoints only the server could have made).
 - `mlflow_workspace`: a workspace seeded with `tests/seeds/logged_agent.yaml`, and the process set up
   the way a user points MLflow at Databricks: `DATABRICKS_HOST` / `DATABRICKS_TOKEN`, tracking URI
   `databricks`, registry URI `databricks-uc` (environment variables, restored after the test).
@@ -23,6 +25,15 @@ SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 OTHER_AUTH = ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
               "DATABRICKS_AUTH_TYPE", "DATABRICKS_USERNAME", "DATABRICKS_PASSWORD",
               "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC", "MLFLOW_ENABLE_UC_NATIVE_MODEL_REGISTRY")
+
+
+@pytest.fixture
+def ws(make_workspace: Any) -> Any:
+    """`support_agent.yaml` plus `fidelity.yaml`: principals with tokens, grants, an agent model and
+    endpoints only the server could have made."""
+    workspace = make_workspace(SEEDS / "support_agent.yaml")
+    workspace.add_seed(SEEDS / "fidelity.yaml")
+    return workspace
 
 
 @pytest.fixture

@@ -140,7 +140,8 @@ def test_a_redeployed_entity_starts_afresh(make_workspace: Any) -> None:
     send_queries(ws.url, ws.token, "healthy", count=3)
     w = ws.client()
     w.api_client.do("PUT", "/api/2.0/serving-endpoints/healthy/config", body={"served_entities": [
-        {"name": "healthy-entity", "entity_name": "main.agents.support_agent", "entity_version": "4"}]})
+        {"name": "healthy-entity", "entity_name": "main.agents.support_agent", "entity_version": "4",
+         "scale_to_zero_enabled": False}]})
     w.serving_endpoints.wait_get_serving_endpoint_not_updating("healthy")
     assert scrape(ws, "healthy")["request_count_total"] == {"healthy-entity": 0}
 

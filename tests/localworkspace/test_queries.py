@@ -171,7 +171,7 @@ def test_an_updating_endpoint_keeps_serving_its_current_config(make_workspace: A
     ws = make_workspace(SEED, update_seconds=60)
     w = ws.client()
     w.serving_endpoints.update_config(name="degraded", served_entities=[
-        ServedEntityInput(name="next", entity_name=MODEL, entity_version="1")])
+        ServedEntityInput(name="next", entity_name=MODEL, entity_version="1", scale_to_zero_enabled=False)])
     assert w.serving_endpoints.get("degraded").state.config_update.value == "IN_PROGRESS"
     answer = post(ws, "/serving-endpoints/degraded/invocations", {"messages": USER})
     assert answer.status_code == 200 and answer.headers["served-model-name"] == "degraded-entity"

@@ -80,7 +80,7 @@ def test_workspace_files_for_a_lease(workspace: Any) -> None:
     exported = w.workspace.export(lease, format=ExportFormat.AUTO)
     assert base64.b64decode(exported.content) == b'{"holder": "run-1"}'
     assert w.workspace.download(lease).read() == b'{"holder": "run-1"}'
-    w.workspace.upload(lease, io.BytesIO(b'{"holder": "run-2"}'), format=ImportFormat.AUTO, overwrite=True)
+    w.workspace.upload(lease, io.BytesIO(b'{"holder": "run-2"}'), format=ImportFormat.RAW, overwrite=True)
     assert w.workspace.download(lease).read() == b'{"holder": "run-2"}'
     assert [o.path for o in w.workspace.list(f"{home}/.reconciler")] == [lease]
 

@@ -99,12 +99,18 @@ def test_the_request_log_and_its_reset(seeded_workspace: LocalWorkspace) -> None
     seeded_workspace.reset_requests()
     w.registered_models.set_alias(MODEL, "challenger", 4)
     w.registered_models.get(MODEL, include_aliases=True)
-    assert seeded_workspace.requests() == [
+    log = seeded_workspace.requests()
+    assert [{k: r[k] for k in ("method", "path", "query", "status", "body", "fault", "identity", "seq")}
+            for r in log] == [
         {"method": "PUT", "path": f"/api/2.1/unity-catalog/models/{MODEL}/aliases/challenger", "query": {},
-         "status": 200, "body": {"version_num": 4}, "fault": None},
+         "status": 200, "body": {"version_num": 4}, "fault": None, "identity": seeded_workspace.state.user, "seq": 1},
         {"method": "GET", "path": f"/api/2.1/unity-catalog/models/{MODEL}", "query": {"include_aliases": "true"},
-         "status": 200, "body": None, "fault": None},
+         "status": 200, "body": None, "fault": None, "identity": seeded_workspace.state.user, "seq": 2},
     ]
+    assert log[0]["segments"] == ["api", "2.1", "unity-catalog", "models", MODEL, "aliases", "challenger"]
+    assert log[0]["raw_path"] == f"/api/2.1/unity-catalog/models/{MODEL}/aliases/challenger"
+    assert log[0]["received_at"] <= log[0]["answered_at"] <= log[1]["received_at"] <= log[1]["answered_at"]
+    assert seeded_workspace.token not in str(log)  # the log names the principal, never the token
     seeded_workspace.reset_requests()
     assert seeded_workspace.requests() == []
 

@@ -46,6 +46,8 @@ MODEL = "main.agents.support_agent"
 
 
 def entity(version: int | str, **fields: Any) -> ServedEntityInput:
+    """A scaling served entity; it states `scale_to_zero_enabled`, as config updates must."""
+    fields.setdefault("scale_to_zero_enabled", False)
     return ServedEntityInput(entity_name=MODEL, entity_version=str(version), workload_size="Small", **fields)
 
 
@@ -92,7 +94,7 @@ def test_create_fills_in_what_the_real_service_fills_in(w: Any) -> None:
 
 
 def test_scale_to_zero_is_absent_unless_sent(w: Any) -> None:
-    w.serving_endpoints.create(name="plain", config=config(entity(3)))
+    w.serving_endpoints.create(name="plain", config=config(ServedEntityInput(entity_name=MODEL, entity_version="3")))
     raw = w.api_client.do("GET", "/api/2.0/serving-endpoints/plain")
     assert "scale_to_zero_enabled" not in raw["config"]["served_entities"][0]
 
@@ -170,7 +172,7 @@ def test_only_existing_ready_versions_can_be_served(w: Any, version: int, model:
     w.serving_endpoints.create_and_wait(name="ok", config=config(entity(3)))
     with pytest.raises(error):
         w.serving_endpoints.update_config(name="ok", served_entities=[ServedEntityInput(
-            entity_name=model, entity_version=str(version))])
+            entity_name=model, entity_version=str(version), scale_to_zero_enabled=True)])
 
 
 @pytest.mark.parametrize(("reason", "body", "message"), [
@@ -190,16 +192,14 @@ def test_only_existing_ready_versions_can_be_served(w: Any, version: int, model:
         "served_entities": [{"entity_name": MODEL, "entity_version": "3"}],
         "traffic_config": {"routes": [{"served_model_name": "ghost", "traffic_percentage": 100}]}}},
      "'ghost'"),
-    ("two entities with one name", {"name": "x", "config": {"served_entities": [
-        {"name": "a", "entity_name": MODEL, "entity_version": "3"},
-        {"name": "a", "entity_name": MODEL, "entity_version": "4"}]}}, "unique"),
     ("two entities, no traffic config", {"name": "x", "config": {"served_entities": [
         {"entity_name": MODEL, "entity_version": "3"}, {"entity_name": MODEL, "entity_version": "4"}]}},
      "traffic_config is required"),
     ("UC model without a version", {"name": "x", "config": {"served_entities": [{"entity_name": MODEL}]}},
      "entity_version"),
-    ("eleven entities", {"name": "x", "config": {"served_entities": [
-        {"name": f"e{i}", "entity_name": MODEL, "entity_version": "3"} for i in range(11)]}}, "at most 10"),
+    ("sixteen entities", {"name": "x", "config": {"served_entities": [
+        {"name": f"e{i}", "entity_name": MODEL, "entity_version": "3"} for i in range(16)]}},
+     "served_models cannot contain more than 15 elements"),
     ("bad workload type", {"name": "x", "config": {"served_entities": [
         {"entity_name": MODEL, "entity_version": "3", "workload_type": "TPU"}]}}, "workload_type"),
 ])
