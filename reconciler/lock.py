@@ -116,7 +116,7 @@ class ApplyLock:
             try:
                 if (self._read() or {}).get("token") != self.token:
                     return  # lost it (stolen after a stall); the release will not touch it
-                self.ws.create_file(self.path, self._content(), overwrite=True)
+                self.ws.replace_file(self.path, self._content())
             except ReconcilerError:
                 continue  # a transient failure; the lease has minutes of slack
 

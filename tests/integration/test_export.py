@@ -102,13 +102,14 @@ def adopted(make_workspace):
     grant(ws, "split", {"group_name": "support-team", "permission_level": "CAN_QUERY"},
           {"service_principal_name": "cx-deployer", "permission_level": "CAN_MANAGE"},
           {"user_name": "bob@example.com", "permission_level": "CAN_VIEW"})
-    # A version no alias points at, legacy inference tables (auto capture), GPU, description (SDK).
-    sdk_create(ws, "pinned", {
+    # A version no alias points at, legacy inference tables (auto capture), GPU, description. Seeded:
+    # legacy inference tables can no longer be enabled through the API (since 2026-02-20), but
+    # endpoints made before keep them.
+    ws.add_seed({"serving_endpoints": [{"name": "pinned", "description": "Triage agent", "config": {
         "served_entities": [{"entity_name": TRIAGE, "entity_version": "2", "workload_size": "Small",
                              "workload_type": "GPU_SMALL", "scale_to_zero_enabled": False}],
         "auto_capture_config": {"catalog_name": "main", "schema_name": "agents", "table_name_prefix": "triage",
-                                "enabled": True}},
-        description="Triage agent")
+                                "enabled": True}}}]})
     # Two aliases on one version: the entity named like one of them, and one that is not (MLflow).
     mlflow_create(ws, {"name": "router", "config": {
         "served_entities": [{"name": "prod", "entity_name": ROUTER, "entity_version": "2", "workload_size": "Small"},
@@ -376,12 +377,13 @@ def test_external_model_endpoints_are_noted_not_dropped(adopted, tmp_path):
 def test_endpoint_mid_update_is_exported_from_the_config_it_serves(make_workspace, tmp_path):
     ws = make_workspace(SEED, update_seconds=30)
     ws.add_seed({"serving_endpoints": [{"name": "busy", "config": {"served_entities": [
-        {"name": "current", "entity_name": MODEL, "entity_version": "2", "workload_size": "Small"}]}}]})
+        {"name": "current", "entity_name": MODEL, "entity_version": "2", "workload_size": "Small",
+         "scale_to_zero_enabled": True}]}}]})
     from databricks.sdk.service import serving
 
     ws.client().serving_endpoints.update_config(
         "busy", served_entities=[serving.ServedEntityInput(name="current", entity_name=MODEL, entity_version="3",
-                                                           workload_size="Small")])
+                                                           workload_size="Small", scale_to_zero_enabled=True)])
     result = run(ws, "export", "--out", str(tmp_path), "--endpoint", "busy", "--pin-versions")
     assert result.code == 0, result.err
     assert "warning: serving_endpoint.busy: an update is in progress; exported the config it serves now" in result.err
