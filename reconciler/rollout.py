@@ -324,7 +324,8 @@ def _rollout_description(target: Target, spec: dict[str, Any], start: int) -> st
     steps = [p for p in spec.get("steps") or [] if p >= start] if target.share else []
     parts = [f"{target.entity} v{target.version_from} → v{target.version_to} as {target.new}"]
     if start == 0:
-        parts.append(f"{len(spec.get('smoke') or [])} smoke queries")
+        count = len(spec.get("smoke") or [])
+        parts.append(f"{count} smoke {'query' if count == 1 else 'queries'}")
     parts.append(f"steps {'/'.join(map(str, steps))}% of {target.share}%" if steps else "no traffic steps")
     if start:
         parts.append(f"resumed at {start}%")
@@ -495,7 +496,10 @@ class _Rollout:
             judged = analysis.verdict(target.new, window.tally(target.new), rules)
             if judged.passed is not None or now >= give_up:
                 break
-            self.sleep(min(rules["interval_seconds"], give_up - now))
+            # Counters can be read again at any time (a read costs one GET): sooner after a short pause.
+            again = rules["interval_seconds"] if gauges else \
+                min(rules["interval_seconds"], max(0.5, spec["pause_seconds"] / 4))
+            self.sleep(min(again, give_up - now))
         others = "; ".join(analysis.describe(n, window.tally(n)) for n in sorted(window.last.tallies)
                            if n != target.new)
         figures = judged.figures + (f"; others: {others}" if others else "")
