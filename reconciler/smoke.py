@@ -33,7 +33,7 @@ _SEGMENT = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_-]*)|\[(-?[0-9]+)\]|\['([^']*)'
 def parse_path(text: str) -> list[str | int]:
     """The keys and indexes of a JSON path; ValueError says what is wrong."""
     if not text.startswith("$"):
-        raise ValueError(f"JSON path {text!r} must start with $ (e.g. $.choices[0].message.content)")
+        raise ValueError(f"JSON path {text!r} does not start with $; write it like $.choices[0].message.content")
     parts: list[str | int] = []
     at = 1
     while at < len(text):
@@ -66,13 +66,13 @@ def check_problem(check: dict[str, Any]) -> tuple[str, str] | None:
         return "path", str(exc)
     if check["op"] == "matches":
         if not isinstance(check["value"], str):
-            return "matches", "matches needs a regular expression (a string)"
+            return "matches", "matches is not a string; write a regular expression in quotes"
         try:
             re.compile(check["value"])
         except re.error as exc:
-            return "matches", f"matches: {check['value']!r} is not a regular expression ({exc})"
+            return "matches", f"matches: {check['value']!r} is not a regular expression ({exc}); fix the pattern"
     if check["op"] == "exists" and not isinstance(check["value"], bool):
-        return "exists", "exists needs true or false"
+        return "exists", "exists is neither true nor false; write exists: true or exists: false"
     return None
 
 

@@ -205,7 +205,7 @@ def _check_rollout(loaded: Loaded[ServingEndpoint]) -> list[Problem]:
         problems.append(loaded.problem(loc, "rollout has neither smoke queries nor steps; add smoke: or steps: "
                                             "(e.g. steps: [10, 50, 100]), or remove rollout"))
     if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-        problems.append(loaded.problem(loc + ("steps",), "rollout steps must increase (e.g. [10, 50, 100])"))
+        problems.append(loaded.problem(loc + ("steps",), "rollout steps do not increase; list them in order, e.g. [10, 50, 100]"))
     elif steps and steps[-1] != 100:
         problems.append(loaded.problem(loc + ("steps",), f"the last rollout step is {steps[-1]}; end the steps "
                                                          "at 100 (the new version's whole share)"))
@@ -220,7 +220,7 @@ def _check_rollout(loaded: Loaded[ServingEndpoint]) -> list[Problem]:
     for i, query in enumerate(rollout.smoke or []):
         at = loc + ("smoke", i)
         if query.name in seen:
-            problems.append(loaded.problem(at + ("name",), f"smoke query name '{query.name}' is used twice"))
+            problems.append(loaded.problem(at + ("name",), f"smoke query name '{query.name}' is used twice; give each its own name"))
         seen.add(query.name)
         request = query.request
         given = [k for k in ("messages", "input", "body") if getattr(request, k) is not None]

@@ -167,8 +167,8 @@ class Resources(_Strict):
 
 # ---- rollouts (health-gated promotion; reconciler/rollout.py runs them) ---------------------------
 
-Duration = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h)$",
-                                description="A duration: 90s, 5m, 1h.")]
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(s|m|h)$"
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, description="A duration: 90s, 5m, 1h.")]
 
 
 class DatabricksOptions(_Strict):
