@@ -317,7 +317,7 @@ def _rollout_json(spec: dict[str, Any] | None, found: list[Target], view: dict[s
                           "share": target.share, "resume_at_percent": start if target is resumed else None,
                           "steps": [{"percent": p, "traffic": split(view["traffic"], target, p)} for p in todo]})
     return {"spec": spec, "targets": described, "in_progress": progress,
-            "expected": {"pause_seconds": pauses, "config_updates": updates}}
+            "expected": {"pause_seconds": round(pauses, 3), "config_updates": updates}}
 
 
 def _rollout_description(target: Target, spec: dict[str, Any], start: int) -> str:
