@@ -350,3 +350,18 @@ def test_the_plan_json_shows_the_rollout_and_validates_against_the_plan_schema(d
                                                                 "op": "matches", "value": "(?i)mlflow"}
     markdown = run(deployed, "plan", manifests(tmp_path, 4), "--format", "markdown").out
     assert "- **rollout** `serving_endpoint.support-agent`: champion v3 → v4: smoke queries, 10/50/100% steps" in markdown
+
+
+def test_the_readme_example_rolls_out_as_written(deployed, tmp_path):
+    """examples/rollout/support-agent.yaml, which the README quotes whole, with its pauses shortened."""
+    example = ROOT / "examples" / "rollout" / "support-agent.yaml"
+    text = example.read_text(encoding="utf-8")
+    assert text.split("apiVersion:", 1)[1] in (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = (text.replace("champion: 3", "champion: 4").replace("pause: 5m", "pause: 0.5s")
+             .replace("min_requests: 50", "min_requests: 3").replace("interval: 1m", "interval: 0.5s"))
+    path = tmp_path / "example.yaml"
+    path.write_text(quick, encoding="utf-8")
+    result = apply(deployed, str(path))
+    assert result.code == 0, result.out + result.err
+    assert "smoke query 'responses-api' to champion-v4: passed" in result.out
+    assert_final(deployed, "4")
