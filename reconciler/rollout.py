@@ -249,72 +249,98 @@ def resumable(marker: Marker, found: list[Target], live: dict[str, Any],
     return None
 
 
+@dataclass(frozen=True)
+class Situation:
+    """What a rollout has to do, from the manifests and live state: the marker of an unfinished
+    rollout (None: there is none), the targets in the order they roll out (a resumed one first),
+    the one resumed (None: an unfinished rollout is not wanted any more, or there is none) and the
+    percentage it resumes at."""
+
+    marker: Marker | None
+    targets: list[Target]
+    resumed: Target | None
+    start: int
+
+    def start_of(self, target: Target) -> int:
+        return self.start if target is self.resumed else 0
+
+
+def situation(spec: dict[str, Any] | None, api: dict[str, Any], live: dict[str, Any], view: dict[str, Any],
+              effective: dict[str, Any], desired_entities: dict[str, Any], subject: str) -> Situation:
+    """The one reading of live state that plan and apply share (`live` is the endpoint as it is,
+    `view` as it was before an unfinished rollout; `effective` what the manifests make of it)."""
+    marker = read_marker(api, subject)
+    found = targets(view, effective) if spec is not None else []
+    resumed = resumable(marker, found, live, desired_entities) if marker is not None else None
+    if resumed is None or marker is None:
+        return Situation(marker, found, None, 0)
+    return Situation(marker, [resumed] + [t for t in found if t is not resumed], resumed, start_percent(marker, live))
+
+
 # ---- the plan ------------------------------------------------------------------------------------
 
 def plan_change(change: Change, spec: dict[str, Any] | None, live_api: dict[str, Any], live: dict[str, Any],
                 view: dict[str, Any], effective: dict[str, Any]) -> None:
     """Give an endpoint update its rollout: operations in place of the one config write, the
     plan's `rollout` member (steps, splits, pauses, checks, expected duration) and notes."""
-    marker = read_marker(live_api, change.address)
-    found = targets(view, effective) if spec is not None else []
-    if marker is None and not found:
+    now = situation(spec, live_api, live, view, effective, (change.desired or {}).get("served_entities", {}),
+                    change.address)
+    if now.marker is None and not now.targets:
         return
-    resumed = resumable(marker, found, live, (change.desired or {}).get("served_entities", {})) if marker else None
     ops = [op for op in change.operations if op.name != "update_config"]
     progress = None
-    if marker is not None:
-        progress = _progress(marker, resumed, spec, live)
+    if now.marker is not None:
+        progress = _progress(now, spec, live)
         change.notes.append(progress["note"])
-        if resumed is None:
-            ops.append(Operation("rollback_rollout", _rollback_description(marker, view)) if serves_both(marker, live)
-                       else Operation("finish_rollout", f"finish_rollout(remove the {ROLLOUT_TAG} marker; "
-                                                        f"{marker.new} is not served next to {marker.entity})"))
-    if resumed is not None:  # the resumed target rolls first
-        found = [resumed] + [t for t in found if t is not resumed]
-    for target in found:
-        start = start_percent(marker, live) if marker is not None and target is resumed else 0
-        ops.append(Operation("rollout", _rollout_description(target, spec or {}, start),
+        if now.resumed is None:
+            ops.append(Operation("rollback_rollout", _rollback_description(now.marker, view))
+                       if serves_both(now.marker, live) else
+                       Operation("finish_rollout", f"finish_rollout(remove the {ROLLOUT_TAG} marker; "
+                                                   f"{now.marker.new} is not served next to {now.marker.entity})"))
+    for target in now.targets:
+        ops.append(Operation("rollout", _rollout_description(target, spec or {}, now.start_of(target)),
                              args={"entity": target.name, "version": target.version_to}))
-    if not found:
+    if not now.targets:
         ops += [op for op in change.operations if op.name == "update_config"]
     change.operations = ops
-    change.rollout = _rollout_json(spec, found, view, progress, resumed, marker, live)
+    change.rollout = _rollout_json(spec, now, view, progress, live)
 
 
-def _progress(marker: Marker, resumed: Target | None, spec: dict[str, Any] | None,
-              live: dict[str, Any]) -> dict[str, Any]:
+def _progress(now: Situation, spec: dict[str, Any] | None, live: dict[str, Any]) -> dict[str, Any]:
     """Where an unfinished rollout stands, and what apply does about it ("step 2 of 3")."""
+    marker = now.marker
+    assert marker is not None
     steps = (spec or {}).get("steps") or []
     step = 0 if marker.failed or marker.percent == 0 else \
         next((i for i, p in enumerate(steps, 1) if p >= marker.percent), len(steps))
     where = "failed, new entity kept at 0%" if marker.failed else \
         ("smoke queries" if step == 0 else f"step {step} of {len(steps)}")
-    if resumed is not None:
-        start = start_percent(marker, live)
-        then = "apply resumes it" + (" from its smoke queries" if start == 0 and step else "")
+    if now.resumed is not None and marker.failed:
+        then = "apply runs its smoke queries again"
+    elif now.resumed is not None:
+        then = "apply resumes it" + (" from its smoke queries" if now.start == 0 and step else "")
     elif serves_both(marker, live):
         then = "the manifests no longer ask for it: apply rolls it back first"
     else:
         then = f"{marker.new} is not served next to {marker.entity}: apply removes the marker"
     note = f"rollout in progress: {where} ({marker.entity} → version {marker.version} as {marker.new}); {then}"
     return {"entity": marker.entity, "new_entity": marker.new, "version": marker.version, "percent": marker.percent,
-            "failed": marker.failed, "step": step, "of": len(steps), "resume": resumed is not None, "note": note}
+            "failed": marker.failed, "step": step, "of": len(steps), "resume": now.resumed is not None, "note": note}
 
 
-def _rollout_json(spec: dict[str, Any] | None, found: list[Target], view: dict[str, Any],
-                  progress: dict[str, Any] | None, resumed: Target | None, marker: Marker | None,
+def _rollout_json(spec: dict[str, Any] | None, now: Situation, view: dict[str, Any], progress: dict[str, Any] | None,
                   live: dict[str, Any]) -> dict[str, Any]:
     steps = (spec or {}).get("steps") or []
     described, pauses = [], 0.0
-    updates = 1 if marker is not None and resumed is None and serves_both(marker, live) else 0
-    for target in found:
-        start = start_percent(marker, live) if marker is not None and target is resumed else 0
+    updates = 1 if now.marker is not None and now.resumed is None and serves_both(now.marker, live) else 0
+    for target in now.targets:
+        start = now.start_of(target)
         todo = [p for p in steps if p >= start] if target.share else []
         pauses += len(todo) * (spec or {}).get("pause_seconds", 0)
         updates += len(todo) + 1 + (start == 0)
         described.append({"entity": target.entity, "name": target.name, "new_entity": target.new,
                           "from_version": target.version_from, "to_version": target.version_to,
-                          "share": target.share, "resume_at_percent": start if target is resumed else None,
+                          "share": target.share, "resume_at_percent": start if target is now.resumed else None,
                           "steps": [{"percent": p, "traffic": split(view["traffic"], target, p)} for p in todo]})
     return {"spec": spec, "targets": described, "in_progress": progress,
             "expected": {"pause_seconds": round(pauses, 3), "config_updates": updates}}
@@ -359,21 +385,17 @@ def run(ex: Executor, change: Change, api: dict[str, Any], desired: dict[str, An
     """Every config write of an endpoint with a rollout, from a fresh read: an unwanted unfinished
     rollout rolled back (or finished), each target rolled out, then the manifests' config."""
     rollout = _Rollout(ex, change, (change.rollout or {}).get("spec"))
-    marker = read_marker(api, change.address)
     live = live_endpoint(api)
+    marker = read_marker(api, change.address)
     view = before(live, marker)
     effective = overlay(desired, view)
-    found = targets(view, effective) if rollout.spec is not None else []
-    resumed = resumable(marker, found, live, desired.get("served_entities", {})) if marker else None
-    if marker is not None and resumed is None:
-        rollout.end(marker, view)
-    elif resumed is not None:
-        found = [resumed] + [t for t in found if t is not resumed]
+    now = situation(rollout.spec, api, live, view, effective, desired.get("served_entities", {}), change.address)
+    if now.marker is not None and now.resumed is None:
+        rollout.end(now.marker, view)
     baseline = view
-    for i, target in enumerate(found):
-        start = start_percent(marker, live) if marker is not None and target is resumed else 0
-        final = effective if i == len(found) - 1 else promoted(baseline, target)
-        rollout.roll(target, baseline, final, start)
+    for i, target in enumerate(now.targets):
+        final = effective if i == len(now.targets) - 1 else promoted(baseline, target)
+        rollout.roll(target, baseline, final, now.start_of(target))
         baseline = final
     rollout.finish(effective)
 
@@ -554,6 +576,11 @@ class _Rollout:
             self.ex.wrote(self.address, f"patch_tags({ROLLOUT_TAG}: {marker.value()})")
 
     def sleep(self, seconds_: float) -> None:
+        """Wait, interruptibly; a wait that would outlast the run's deadline fails at once, while
+        there is still time to roll back."""
+        deadline = self.ex.ws.deadline
+        if deadline is not None and time.monotonic() + seconds_ > deadline:
+            raise RolloutFailed("a pause", f"waiting {seconds_:g}s more would end after the run's deadline")
         if seconds_ > 0 and self.ex.ws.cancel.wait(seconds_):
             raise Interrupted(self.ex.ws.cancel_signal)
 

@@ -199,6 +199,10 @@ def test_on_failure_keep_leaves_the_new_entity_at_0_percent_until_the_next_apply
     assert served(ws) == ({"champion": "3", "challenger": "4", "champion-v6": "6"},
                           {"champion": 90, "challenger": 10, "champion-v6": 0})
     assert marker(ws) == "entity=champion new=champion-v6 version=6 percent=0 failed"
+    ws.reset_requests()  # the same manifests again: the kept entity's smoke queries run again, no redeploy
+    again = apply(ws, manifests(tmp_path, 6, on_failure="keep"), traffic=False)
+    assert again.code == 1 and "failed at its smoke queries" in again.out
+    assert ("PUT", CONFIG) not in writes(ws) and marker(ws).endswith("failed")
     plan = run(ws, "plan", manifests(tmp_path, 3, on_failure="keep"), "--format", "json")
     change = next(c for c in plan.json["changes"] if c["address"] == f"serving_endpoint.{NAME}")
     assert [o["name"] for o in change["operations"]] == ["rollback_rollout"] and change["diff"] == []
