@@ -11,6 +11,10 @@ wait for it), deleted by `delete` (prune), exported by `export.endpoints`.
 Serving endpoint updates are asynchronous: an endpoint with an update in progress refuses
 another one (409), so every write waits for it first, and the config write is made last (an AI
 gateway write during its update is a 409 too).
+
+Health-gated promotion (`spec.rollout`) lives in `reconciler/rollout.py`; the places it joins in
+here are marked ROLLOUT HOOK: the live endpoint is seen as it was before an unfinished rollout,
+a version change is planned as rollout operations, and apply hands it every config write.
 """
 
 from __future__ import annotations
