@@ -16,6 +16,7 @@ The cases (details in bench/cases.py and bench/validate_bench.py):
   apply      50 version bumps with 5 s endpoint updates
   compare    10 version bumps (1 s updates) by the reconciler and by a one-at-a-time SDK script,
              alternately on one workspace
+  rollout    one version bump under spec.rollout: 3 steps, 2 s pauses, 1 s updates, with traffic
   workspace  the local workspace's own throughput with 16 parallel SDK clients
 """
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-CASES = ("startup", "validate", "plan", "apply", "compare", "workspace")
+CASES = ("startup", "validate", "plan", "apply", "compare", "rollout", "workspace")
 
 
 @functools.cache
@@ -61,6 +62,7 @@ def _cases(runs: int | None) -> dict[str, Callable[[], list[dict[str, Any]]]]:
         "plan": lambda: cases.plan_case(runs=n(5)),
         "apply": lambda: cases.apply_case(runs=n(3)),
         "compare": lambda: cases.compare_case(runs=n(3)),
+        "rollout": lambda: cases.rollout_case(runs=n(3)),
         "workspace": lambda: cases.throughput_case(runs=n(3)),
     }
 

@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench import fleet
 from bench.cli import run_cli
 from bench.sim import SimProcess
@@ -186,6 +188,56 @@ def _record(into: dict[str, list[float]], seconds: float, log: list[dict[str, An
     into["seconds"].append(seconds)
     into["calls"].append(float(len(log)))
     into["writes"].append(float(len(_writes(log))))
+
+
+# ---- a rollout: smoke queries, traffic steps, analysis ---------------------------------------------
+
+ROLLOUT_STEPS = (10, 50, 100)
+
+
+def rollout_case(*, pause_seconds: float = 2.0, update_seconds: float = 1.0, runs: int = 3) -> list[dict[str, Any]]:
+    """`reconciler apply` of one agent's version bump under `spec.rollout`: the new version added at
+    0% and smoke-queried, three traffic steps each followed by a pause with its analysis, the final
+    config, then the alias. Queries are sent to the endpoint all along (the analysis needs them)."""
+    from reconciler.localworkspace.traffic import Traffic
+
+    with SimProcess(update_seconds=update_seconds) as sim, tempfile.TemporaryDirectory() as tmp:
+        sim.seed(fleet.seed(1, versions=runs + 3))
+        seconds, config_writes, writes = [], [], []
+        for version in range(2, runs + 3):  # the first bump warms up and is not counted
+            docs = fleet.documents(1, version=version)
+            docs[1]["spec"]["rollout"] = {
+                "smoke": [{"name": "answers", "request": {"messages": [{"role": "user", "content": "What is MLflow?"}]},
+                           "expect": {"status": 200, "max_latency_ms": 5000}}],
+                "steps": list(ROLLOUT_STEPS), "pause": f"{pause_seconds:g}s",
+                "analysis": {"max_error_rate": 0.01, "max_p99_latency_ms": 2000, "min_requests": 5}}
+            path = Path(tmp) / "agent.yaml"
+            path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+            sim.reset_requests()
+            with Traffic(sim.url, sim.token, fleet.endpoint_name(0), rate=60):
+                result = run_cli(sim.env(), "apply", str(path), "--auto-approve")
+            if result.code != 0:
+                raise RuntimeError(f"the bench rollout failed: {result.err or result.out[-1500:]}")
+            if version == 2:
+                continue
+            log = _writes(sim.requests())
+            seconds.append(result.seconds)
+            config_writes.append(float(sum(1 for r in log if r["path"].endswith("/config"))))
+            writes.append(float(len(log)))
+    updates = len(ROLLOUT_STEPS) + 2
+    floor = len(ROLLOUT_STEPS) * pause_seconds + updates * update_seconds
+    where = f"{len(ROLLOUT_STEPS)} steps, {pause_seconds:g} s pauses, {update_seconds:g} s updates"
+    return [
+        row(f"apply with a rollout ({where}): wall time", seconds, "s", floor=floor,
+            floor_basis=f"its pauses and updates: {len(ROLLOUT_STEPS)} x {pause_seconds:g} s + {updates} x "
+                        f"{update_seconds:g} s", target="<= 1.15x", met=lambda f, r: r <= 1.15,
+            notes="includes the plan, the lock, the smoke query, the metric reads and the alias move"),
+        row("that rollout's config updates", config_writes, "writes", floor=updates,
+            floor_basis="add at 0%, three steps, the final config", target=f"exactly {updates}",
+            met=lambda f, r: f == updates,
+            notes=f"{statistics.median(writes):.0f} writes in all: the marker tag at each step and its removal, "
+                  "and the alias"),
+    ]
 
 
 # ---- the local workspace itself ------------------------------------------------------------------

@@ -117,8 +117,10 @@ def parse_duration(text: str) -> float:
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--prune", is_flag=True, help="Delete managed endpoints no longer in the manifests.")
 @click.option("--allow-replace", is_flag=True, help="Allow delete-and-recreate of endpoints (downtime).")
-@click.option("--timeout", default="30m", show_default=True, help="Per-endpoint wait for updates (90s, 30m, 1h).")
-@click.option("--no-wait", is_flag=True, help="Do not wait for endpoint updates (linked alias moves are skipped).")
+@click.option("--timeout", default="30m", show_default=True,
+              help="Longest wait for one endpoint update (90s, 30m, 1h); a rollout's pauses are not counted.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for endpoint updates (linked alias moves are skipped; "
+                                              "endpoints with a rollout to make are not applied).")
 @click.option("--lock/--no-lock", default=True, show_default=True,
               help="Hold the stack's lease file in the workspace so two applies never interleave.")
 @click.option("--lock-timeout", default="0s", show_default=True, help="How long to wait for the lock (e.g. 10m).")

@@ -4,7 +4,10 @@ Starts the local workspace (seeded with model versions, a secret scope and a vec
 runs the real `reconciler` commands one after another, printing each as you would type it:
 validate, plan (everything to create), apply, plan again (no changes), an edit made from outside
 (as someone clicking in the UI would) and the drift plan, a promotion of challenger to champion
-by editing the manifest, and apply. The workspace is stopped at the end, whatever happens.
+by editing the manifest, and apply; then, with a rollout declared, a bad challenger rolled back
+automatically by its smoke query, and a good version promoted to champion through traffic steps
+judged from the metrics export while queries flow. The workspace is stopped at the end, whatever
+happens.
 """
 
 from __future__ import annotations
@@ -76,11 +79,66 @@ def main() -> None:
         reconciler("apply", "--auto-approve", env=env)
         banner("7", "and once more: converged")
         reconciler("plan", "--detailed-exitcode", env=env)
+        rollouts(env, path)
+        banner("10", "and once more: converged")
+        reconciler("plan", "--detailed-exitcode", env=env)
         print("\nDone. The manifests are in manifests/; the README explains the format and how to run this in CI.")
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+ROLLOUT = """\
+  rollout:                      # health-gated promotion: README, "Rollouts"
+    smoke:
+      - name: answers-a-question
+        request:
+          messages: [{role: user, content: "What is MLflow?"}]
+          custom_inputs: {session_id: smoke-test}
+          databricks_options: {return_trace: true}
+        expect:
+          status: 200
+          max_latency_ms: 10000
+          json:
+            - {path: "$.choices[0].message.content", matches: "(?i)mlflow"}
+    steps: [10, 50, 100]
+    pause: 2s
+    analysis:
+      max_error_rate: 0.01
+      max_p99_latency_ms: 3000
+      min_requests: 10
+"""
+
+
+def rollouts(env: dict[str, str], path: Path) -> None:
+    """Steps 8 and 9: a rollout block, a bad challenger rolled back, a good champion promoted in steps."""
+    from reconciler.localworkspace.traffic import Traffic
+
+    _sim(env, "/update-seconds", {"seconds": 1})  # shorter updates from here on: the rollout makes five
+    banner("8", "declare a rollout, and try challenger version 7: it deploys, but cannot read its vector index")
+    path.write_text(path.read_text().replace("challenger: 4", "challenger: 7") + ROLLOUT)
+    print("$ cat >> manifests/support-agent.yaml  # spec.rollout: a smoke query, steps 10/50/100%, 2s pauses, "
+          "analysis\n$ sed -i 's/challenger: 4/challenger: 7/' manifests/support-agent.yaml")
+    reconciler("apply", "--auto-approve", env=env, expect=(1,))
+    print("(the smoke query failed before version 7 took any traffic: it was removed, the alias stayed on 4)")
+    banner("9", "version 8 is good: promote it to champion through 10%, 50%, 100% of the champion's traffic")
+    path.write_text(path.read_text().replace("challenger: 7", "challenger: 4").replace("champion: 4", "champion: 8"))
+    print("$ sed -i 's/challenger: 7/challenger: 4/; s/champion: 4/champion: 8/' manifests/support-agent.yaml")
+    print("(meanwhile 40 queries a second reach the endpoint, as users' would: `reconciler sim traffic`)")
+    with Traffic(env["DATABRICKS_HOST"], TOKEN, "support-agent", rate=40) as traffic:
+        reconciler("apply", "--auto-approve", env=env)
+    print(f"(traffic: {traffic.report.summary()})")
+
+
+def _sim(env: dict[str, str], path: str, body: dict[str, object]) -> None:
+    """A local workspace control (`/__sim/...`: never part of the real API)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{env['DATABRICKS_HOST']}/__sim{path}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def drift(env: dict[str, str]) -> None:

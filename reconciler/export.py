@@ -295,6 +295,13 @@ def export_endpoint(api: dict[str, Any], acl: dict[str, Any] | None,
     elif update == "UPDATE_FAILED":
         warnings.append(f"{subject}: its last config update failed; exported the config it still serves")
     live = live_endpoint(_as_served_now(api), acl)
+    from reconciler import rollout  # an unfinished rollout's marker and new entity are the reconciler's
+
+    marker = rollout.read_marker(api, subject)
+    if marker is not None:
+        warnings.append(f"{subject}: a rollout is unfinished ({marker.entity} → version {marker.version}); exported "
+                        "the endpoint as it was before it")
+        live = rollout.before(live, marker)
     doc = Document("ServingEndpoint", _template_name(name, options.variables, uc=False), {})
     spec: dict[str, Any] = {}
     doc.data = {"apiVersion": API_VERSION, "kind": "ServingEndpoint", "metadata": {"name": doc.name}, "spec": spec}

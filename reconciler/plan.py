@@ -56,11 +56,16 @@ class Change:
     notes: list[str] = field(default_factory=list)
     desired: dict[str, Any] | None = None  # the manifest's part only; apply overlays it on a fresh read
     fingerprint: str = ""  # of the live object as planned; a saved plan is stale if it differs
+    # A serving endpoint's health-gated promotion (reconciler/rollout.py `_rollout_json`): its spec,
+    # targets with their steps and splits, an unfinished rollout found live, the expected duration.
+    rollout: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["action"] = self.action.value
         data["diff"] = [c.to_json() for c in self.diff]
+        if self.rollout is None:
+            del data["rollout"]  # only endpoints with a rollout carry the member
         return data
 
     @classmethod
@@ -70,7 +75,7 @@ class Change:
             diff=[FieldChange(d["path"], d["before"], d["after"]) for d in data.get("diff", [])],
             operations=[Operation(**o) for o in data.get("operations", [])],
             replace_reasons=list(data.get("replace_reasons", [])), notes=list(data.get("notes", [])),
-            desired=data.get("desired"), fingerprint=data.get("fingerprint", ""))
+            desired=data.get("desired"), fingerprint=data.get("fingerprint", ""), rollout=data.get("rollout"))
 
 
 @dataclass

@@ -55,6 +55,8 @@ def _change_lines(change: Change) -> list[str]:
         lines.append(f"    # forces replacement: {reason}")
     for note in change.notes:
         lines.append(f"    # {note}")
+    if change.rollout is not None:
+        lines += ["    " + line for line in rollout_lines(change.rollout)]
     if change.operations:
         lines.append("    operations:")
         for i, op in enumerate(change.operations, 1):
@@ -82,9 +84,73 @@ def text(plan: Plan, *, colour: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def rollout_lines(rollout: dict[str, Any]) -> list[str]:
+    """A rollout (plan.Change.rollout, made by reconciler/rollout.py) as plain lines: per target its
+    smoke queries, steps with their splits, pauses and analysis; then failure handling and the
+    expected duration."""
+    spec = rollout.get("spec") or {}
+    if not rollout.get("targets"):
+        return []
+    lines = ["rollout (health-gated; linked alias moves wait for its end):"]
+    for target in rollout["targets"]:
+        lines.append(f"  {target['entity']}: version {target['from_version']} → {target['to_version']}, served as "
+                     f"{target['new_entity']} next to it until the final config"
+                     + (f"; resumes at {target['resume_at_percent']}%" if target.get("resume_at_percent") else ""))
+        if not target.get("resume_at_percent"):
+            for query in spec.get("smoke") or []:
+                lines.append(f"    smoke query {query['name']!r} to {target['new_entity']}, before any traffic: "
+                             f"{_expectations(query)}")
+        steps = spec.get("steps") or []
+        for step in target["steps"]:
+            routes = ", ".join(f"{n} {p}%" for n, p in step["traffic"].items())
+            lines.append(f"    step {steps.index(step['percent']) + 1} of {len(steps)}: {step['percent']}% of "
+                         f"{target['entity']}'s {target['share']}% → {routes}")
+        if steps and not target["steps"]:
+            lines.append(f"    no traffic steps: {target['entity']} has no traffic share")
+        if target["steps"]:
+            lines.append(f"    then pause {_duration(spec['pause_seconds'])}: {_analysis(spec.get('analysis'), target)}")
+    keep = spec.get("on_failure") == "keep"
+    lines.append("  on failure: the split before the rollout restored, the new entity "
+                 + ("kept at 0%" if keep else "removed") + ", aliases untouched, apply exits 1 with the evidence")
+    expected = rollout.get("expected") or {}
+    lines.append(f"  expected: {_duration(expected.get('pause_seconds', 0))} of pauses + "
+                 f"{expected.get('config_updates', 0)} config updates")
+    return lines
+
+
+def _expectations(query: dict[str, Any]) -> str:
+    expect = query["expect"]
+    parts = [f"status {expect['status']}"]
+    if expect.get("max_latency_ms") is not None:
+        parts.append(f"≤ {expect['max_latency_ms']} ms")
+    parts += [f"{c['path']} {c['op']} {json.dumps(c['value'], ensure_ascii=False)}" for c in expect.get("json") or []]
+    if expect.get("no_span_errors") and (query["request"].get("databricks_options") or {}).get("return_trace"):
+        parts.append("no span in error")
+    return ", ".join(parts)
+
+
+def _analysis(rules: dict[str, Any] | None, target: dict[str, Any]) -> str:
+    if rules is None:
+        return "no analysis"
+    limits = [f"error rate ≤ {rules['max_error_rate']}" if rules.get("max_error_rate") is not None else "",
+              f"p99 ≤ {rules['max_p99_latency_ms']:g} ms" if rules.get("max_p99_latency_ms") is not None else ""]
+    wait = _duration(rules["no_traffic_timeout_seconds"])
+    then = {"wait": "fail", "fail": "fail", "pass": "go on"}[rules["no_traffic"]]
+    return (f"{target['new_entity']}'s {' and '.join(p for p in limits if p)} from at least {rules['min_requests']} "
+            f"requests (fewer: " + (f"wait up to {wait} for them, then {then})" if rules["no_traffic_timeout_seconds"]
+                                    else f"{then})"))
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 # ---- markdown: a pull-request comment -------------------------------------------------------------
 
-ATTENTION_KINDS = ("replace", "delete", "traffic shift", "alias move")
+ATTENTION_KINDS = ("replace", "delete", "rollout", "traffic shift", "alias move")
 ATTENTION_SHOWN = 25  # items listed in the head; the rest are counted (each object's section has them)
 LINE_LIMIT = 600  # a free-text line (warning, reason) is cut here, so the head always fits the budget
 DIFF_MARKS = {"added": "+", "removed": "-", "changed": "!"}  # column 0 of a ```diff block: GitHub colours them
@@ -111,6 +177,14 @@ def attention(plan: Plan) -> list[Attention]:
             items.append(Attention("delete", change.address, "deleted (managed by reconciler, gone from the manifests)"))
         if change.action is not Action.UPDATE:
             continue  # a new object's routes and aliases are its first ones, not a shift or a move
+        for target in (change.rollout or {}).get("targets") or []:
+            expected = change.rollout["expected"]  # type: ignore[index]
+            steps = "/".join(str(s["percent"]) for s in target["steps"]) or "no"
+            items.append(Attention("rollout", change.address,
+                                   _inline(f"{target['entity']} v{target['from_version']} → v{target['to_version']}: "
+                                           f"smoke queries, {steps}% steps, rolled back on failure; expected "
+                                           f"{_duration(expected['pause_seconds'])} of pauses + "
+                                           f"{expected['config_updates']} config updates")))
         routes = [f"{c.path} {_percent(c.before)} → {_percent(c.after)}" for c in change.diff
                   if c.path.startswith("traffic[")]
         if routes:
@@ -184,6 +258,7 @@ def _markdown_section(change: Change) -> str:
              f"<b>{change.action.value}</b>{html.escape(f': {what}' if what else '')}</summary>", ""]
     block = [_diff_line(c) for c in change.diff] + [f"# forces replacement: {r}" for r in change.replace_reasons]
     block += [f"# {note}" for note in change.notes]
+    block += [f"# {line}" for line in rollout_lines(change.rollout or {})]
     if block:
         fence = "`" * max(3, 1 + max((len(run) for line in block for run in re.findall(r"`+", line)), default=0))
         lines += [fence + "diff", *block, fence, ""]

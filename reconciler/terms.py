@@ -18,7 +18,9 @@ from typing import Any
 MANAGED_BY_TAG = "managed-by"
 MANAGED_BY_VALUE = "reconciler"
 STACK_TAG = "reconciler-stack"
-OWN_TAGS = (MANAGED_BY_TAG, STACK_TAG)
+# An unfinished rollout's marker (reconciler/rollout.py): the reconciler's own, never a diff.
+ROLLOUT_TAG = "reconciler-rollout"
+OWN_TAGS = (MANAGED_BY_TAG, STACK_TAG, ROLLOUT_TAG)
 
 
 def own_tags(stack: str | None) -> dict[str, str]:

@@ -45,6 +45,7 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -262,10 +263,13 @@ class Workspace:
 
     def _call(self, method: str, path: str, *, subject: str, operation: str, query: dict[str, Any] | None = None,
               body: dict[str, Any] | None = None, write: bool = False, missing_ok: bool = False,
-              raw: bool = False, shape: Any = ANY, budget: float | None = None) -> Any:
+              raw: bool = False, shape: Any = ANY, budget: float | None = None, accept: str = "application/json",
+              errors_answer: bool = False) -> Any:
         """One API call with our retries and bounds; returns the answer's JSON (or bytes when
-        `raw`), None for a missing object when `missing_ok`. See the module docstring."""
-        headers = {"Accept": "application/json"}
+        `raw`, e.g. with `accept="text/plain"`), None for a missing object when `missing_ok`. With
+        `errors_answer`, an HTTP error answer is returned as an `ErrorAnswer`, neither raised nor
+        retried: for a query, the status and message are the evidence. See the module docstring."""
+        headers = {"Accept": accept}
         if self.config.workspace_id:
             headers["X-Databricks-Workspace-Id"] = self.config.workspace_id
 
@@ -302,6 +306,8 @@ class Workspace:
                 continue
             except _RetryWanted as wanted:
                 cause = wanted.__context__
+                if errors_answer and _is_answer(cause):
+                    return _error_answer(cause)
                 retry_after = getattr(cause, "retry_after_secs", None)
                 reason = _describe(cause, self.host)
                 if _is_tls(cause):  # retrying a TLS mismatch cannot help
@@ -315,11 +321,13 @@ class Workspace:
                 raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
                                                subject=subject)) from None
             except Exception as exc:
+                if errors_answer and _is_answer(exc):
+                    return _error_answer(exc)
                 error = self._typed(exc, subject, operation)
                 if isinstance(error, NotFound) and missing_ok:
                     return None
                 raise error from None
-            if not raw:
+            if not raw and not errors_answer:
                 problem = _shape_problem(answer, shape)
                 if problem:
                     raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {problem}",
@@ -472,6 +480,28 @@ class Workspace:
         logs = answer.get("logs") or ""
         return " | ".join(line.strip() for line in logs.strip().splitlines()[-lines:] if line.strip())
 
+    def query_entity(self, endpoint: str, entity: str, body: dict[str, Any]) -> QueryAnswer:
+        """Query one served entity, whatever its traffic share, as databricks-agents'
+        `deployments.py` does: POST /serving-endpoints/{endpoint}/served-models/{entity}/invocations.
+        An error answer is an answer (its status and message are what a smoke check judges), and it
+        is not retried: the SDK would retry a 503 or 429 for its whole budget, hiding it."""
+        path = (f"/serving-endpoints/{_segment('endpoint', endpoint)}/served-models/"
+                f"{_segment('served entity', entity)}/invocations")
+        started = time.monotonic()
+        answer = self._call("POST", path, body=body, errors_answer=True, subject=f"serving_endpoint.{endpoint}",
+                            operation=f"query served entity {entity}")
+        seconds = time.monotonic() - started
+        if isinstance(answer, ErrorAnswer):
+            return QueryAnswer(answer.status, {"error_code": answer.error_code, "message": answer.message}, seconds)
+        return QueryAnswer(200, answer, seconds)
+
+    def metrics(self, endpoint: str) -> str:
+        """The endpoint's metrics export, Prometheus text (SDK `export_metrics` sends `Accept:
+        text/plain` and reads the body raw): for `reconciler.analysis` to parse."""
+        content = self._call("GET", f"/api/2.0/serving-endpoints/{_segment('endpoint', endpoint)}/metrics", raw=True,
+                             accept="text/plain", subject=f"serving_endpoint.{endpoint}", operation="export_metrics")
+        return bytes(content).decode("utf-8", errors="replace")
+
     def current_user(self) -> dict[str, Any]:
         """The calling identity (SCIM Me): `userName` is the user's e-mail or, for a service
         principal, its application id (databricks/cli libs/iamutil)."""
@@ -586,6 +616,45 @@ class Workspace:
     def delete_file(self, path: str, *, budget: float | None = None) -> None:
         self._call("POST", "/api/2.0/workspace/delete", body={"path": path}, write=True, missing_ok=True, budget=budget,
                    subject=f"workspace_file.{path}", operation="delete")
+
+
+# ---- answers to queries --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An HTTP error answer, as `_call(errors_answer=True)` returns it."""
+
+    status: int | None  # None when the SDK maps the status to no class of its own (e.g. 502)
+    error_code: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    """What a served entity answered: the HTTP status, the JSON body (for an error, its error_code
+    and message) and how long the call took, network included."""
+
+    status: int | None
+    body: Any
+    seconds: float
+
+
+def _is_answer(exc: BaseException | None) -> bool:
+    """An HTTP error the server answered (not a dropped connection or a timeout)."""
+    from databricks.sdk import errors
+
+    return isinstance(exc, errors.DatabricksError)
+
+
+def _error_answer(exc: BaseException) -> ErrorAnswer:
+    """The status an SDK error stands for: the class the SDK's `errors/mapper.py` chose from the
+    status (`platform.STATUS_CODE_MAPPING`), or the status class its error code's class derives from."""
+    from databricks.sdk.errors import platform
+
+    statuses = {cls: status for status, cls in platform.STATUS_CODE_MAPPING.items()}
+    status = next((statuses[cls] for cls in type(exc).__mro__ if cls in statuses), None)
+    code = getattr(exc, "error_code", None)
+    return ErrorAnswer(status, str(code) if code else None, _first_line(exc))
 
 
 # ---- helpers -----------------------------------------------------------------------------------

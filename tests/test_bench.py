@@ -21,3 +21,10 @@ def test_apply_case_writes_one_config_per_endpoint_and_one_alias_per_model():
     wall, writes, polls = cases.apply_case(agents=3, update_seconds=0.2, runs=1)
     assert writes["figure"] == 6 and writes["met"] is True
     assert polls["figure"] >= 1 and wall["floor"] == 0.2
+
+
+def test_rollout_case_makes_five_config_updates():
+    """Add at 0%, three steps, the final config: the count `make bench` checks, at short pauses."""
+    wall, updates = cases.rollout_case(pause_seconds=0.3, update_seconds=0.1, runs=1)
+    assert updates["figure"] == 5 and updates["met"] is True
+    assert wall["floor"] == 3 * 0.3 + 5 * 0.1 and wall["ratio"] > 0

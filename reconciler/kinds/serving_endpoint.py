@@ -11,6 +11,10 @@ wait for it), deleted by `delete` (prune), exported by `export.endpoints`.
 Serving endpoint updates are asynchronous: an endpoint with an update in progress refuses
 another one (409), so every write waits for it first, and the config write is made last (an AI
 gateway write during its update is a 409 too).
+
+Health-gated promotion (`spec.rollout`) lives in `reconciler/rollout.py`; the places it joins in
+here are marked ROLLOUT HOOK: the live endpoint is seen as it was before an unfinished rollout,
+a version change is planned as rollout operations, and apply hands it every config write.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.diff import diff
-from reconciler.errors import Conflict
+from reconciler.errors import Conflict, Interrupted
 from reconciler.normalize import acl_payload, config_payload, desired_endpoint, live_endpoint, overlay
 from reconciler.plan import Action, Change, Operation, fingerprint
 from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, managed, updating
@@ -32,12 +36,13 @@ if TYPE_CHECKING:
 
 KEY = "serving_endpoint"
 OPERATIONS = ("create_endpoint", "update_config", "patch_tags", "put_ai_gateway", "update_permissions",
-              "set_permissions", "delete_endpoint")
+              "set_permissions", "delete_endpoint", "rollout", "rollback_rollout", "finish_rollout")
 CONFIG_KEYS = ("served_entities", "traffic", "auto_capture_config")
 OWN_TAG_PATHS = (f"tags[{MANAGED_BY_TAG}]", f"tags[{STACK_TAG}]")
 REPLACE_KEYS = {"description": "description cannot change after creation",
                 "route_optimized": "route_optimized cannot change after creation"}
 FIRST_POLL_SECONDS = 0.5
+EAGER_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 10.0
 
 
@@ -69,17 +74,20 @@ def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str
              prune: bool) -> list[Change]:
     """Every endpoint of the manifests, and with `prune` the managed ones of this stack that left them."""
     changes = [plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack), live.endpoints.get(name),
-                    live.permissions.get(name)) for name, loaded in sorted(manifests.endpoints.items())]
+                    live.permissions.get(name), rollout=loaded.manifest.spec.rollout)
+               for name, loaded in sorted(manifests.endpoints.items())]
     if prune:
         changes += [plan(name, None, api, None) for name, api in sorted(live.prunable.items())]
     return changes
 
 
 def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | None,
-                  acl: dict[str, Any] | None) -> Change:
+         acl: dict[str, Any] | None, *, rollout: Any = None) -> Change:
     address = f"{KEY}.{name}"
     live = live_endpoint(live_api, acl) if live_api is not None else None
     change = Change(address, KEY, name, Action.NOOP, desired=desired, fingerprint=fingerprint(live))
+    # ROLLOUT HOOK (reconciler/rollout.py): diff the endpoint as it was before an unfinished rollout.
+    actual, live = live, _before_rollout(live_api, live, address)
     if desired is None:  # pruned: managed by us, gone from the manifests
         change.action = Action.DELETE
         change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")]
@@ -98,6 +106,11 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
             create_operations(name, effective)
         return change
     change.operations = operations(live, effective)
+    if actual is not None and live_api is not None:  # ROLLOUT HOOK: version changes under spec.rollout
+        from reconciler import rollout as rollouts
+
+        rollouts.plan_change(change, rollouts.spec_json(rollout) if rollout is not None else None, live_api, actual,
+                             live, effective)
     if _only_adopts(live, effective, change.operations):
         change.operations = []
         change.diff = [d for d in change.diff if d.path not in OWN_TAG_PATHS]
@@ -111,6 +124,15 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
     elif state.get("config_update") == "UPDATE_FAILED":
         change.notes.append("the last config update failed; the previous config is still serving")
     return change
+
+
+def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, address: str) -> dict[str, Any] | None:
+    """ROLLOUT HOOK: the live endpoint without an unfinished rollout's marker and new entity."""
+    if api is None or live is None:
+        return live
+    from reconciler import rollout as rollouts
+
+    return rollouts.before(live, rollouts.read_marker(api, address))
 
 
 def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
@@ -193,10 +215,16 @@ def apply_change(ex: Executor, change: Change) -> None:
         if api is None:
             return
     acl = ex.ws.get_endpoint_permissions(name, api["id"]) if "permissions" in desired and api.get("id") else None
-    live = live_endpoint(api, acl)
+    live = _before_rollout(api, live_endpoint(api, acl), address)  # ROLLOUT HOOK
     effective = overlay(desired, live)
     ops = operations(live, effective)
     config_op = next((op for op in ops if op.name == "update_config"), None)
+    from reconciler import rollout as rollouts  # ROLLOUT HOOK: it makes every config write of this endpoint
+
+    rolling = rollouts.wanted(change, api, live, effective)
+    if rolling and not ex.options.wait:
+        ex.skip(address, "a rollout waits for each of its steps; run apply without --no-wait")
+        return
     for op in ops:  # everything but the config first: an AI gateway write during an update is a 409
         if op is config_op:
             continue
@@ -211,6 +239,10 @@ def apply_change(ex: Executor, change: Change) -> None:
                 grants = {p: lvl for p, lvl in grants.items() if live.get("permissions", {}).get(p) != lvl}
             ex.ws.update_permissions(name, api["id"], acl_payload(grants), replace=op.name == "set_permissions")
         ex.wrote(address, op.description)
+    if rolling:  # ROLLOUT HOOK
+        rollouts.run(ex, change, api, desired)
+        ex.unchanged(address)
+        return
     if config_op is not None:
         _update_config(ex, name, address, config_payload(effective), deadline)
         ex.wrote(address, config_op.description)
@@ -266,9 +298,13 @@ def _finish(ex: Executor, name: str, address: str, deadline: float) -> None:
     ex.served[name] = api
     ex.progress(address, "serving (READY, NOT_UPDATING)")
 
-def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool) -> dict[str, Any]:
-    """Poll until no update is in progress, backing off from 0.5 s to 10 s between polls."""
-    interval = FIRST_POLL_SECONDS
+def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool,
+         eager: bool = False) -> dict[str, Any]:
+    """Poll until no update is in progress, backing off from 0.5 s to 10 s between polls. `eager`
+    (a rollout, whose updates follow one another so their overshoots add up): poll every 0.1 s at
+    first, then every 15% of the time waited so far (up to 10 s), so a wait ends at most 15% late."""
+    interval = EAGER_POLL_SECONDS if eager else FIRST_POLL_SECONDS
+    started = time.monotonic()
     last_state = None
     while True:
         api = ex.ws.get_endpoint(name)
@@ -286,8 +322,10 @@ def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failur
         if time.monotonic() + interval > deadline:
             raise EndpointFailed(f"still updating after --timeout {ex.options.timeout_seconds:.0f}s; the update "
                                  "goes on in the workspace: run apply again to wait for it and finish")
-        time.sleep(interval)
-        interval = min(interval * 1.5, MAX_POLL_SECONDS)
+        if ex.ws.cancel.wait(interval):
+            raise Interrupted(ex.ws.cancel_signal)
+        interval = min(max(EAGER_POLL_SECONDS, 0.15 * (time.monotonic() - started)) if eager else interval * 1.5,
+                       MAX_POLL_SECONDS)
 
 def _failure_message(ex: Executor, name: str, api: dict[str, Any], state: str) -> str:
     parts = [f"config update ended {state}; the previous config keeps serving"]

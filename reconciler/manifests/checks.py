@@ -88,6 +88,8 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
                                            "entity its own name"))
         names[name] = i
     problems += _check_traffic(loaded, names)
+    if spec.rollout is not None:
+        problems += _check_rollout(loaded)
     for key in spec.tags or {}:
         if key in OWN_TAGS:
             problems.append(loaded.problem(("spec", "tags", key),
@@ -186,4 +188,57 @@ def _check_traffic(loaded: Loaded[ServingEndpoint], names: dict[str, int]) -> li
             problems.append(loaded.problem(loc + (i, "served_entity_name"),
                                            f"route names served entity '{route.served_entity_name}', which this "
                                            f"endpoint does not have; known: {known}"))
+    return problems
+
+
+def _check_rollout(loaded: Loaded[ServingEndpoint]) -> list[Problem]:
+    """`spec.rollout` (reconciler/rollout.py runs it): steps that climb to 100, smoke queries that
+    can be sent and checked, an analysis that judges something."""
+    from reconciler import smoke
+
+    rollout = loaded.manifest.spec.rollout
+    assert rollout is not None
+    loc = ("spec", "rollout")
+    problems = []
+    steps = rollout.steps or []
+    if not steps and not rollout.smoke:
+        problems.append(loaded.problem(loc, "rollout has neither smoke queries nor steps; add smoke: or steps: "
+                                            "(e.g. steps: [10, 50, 100]), or remove rollout"))
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        problems.append(loaded.problem(loc + ("steps",), "rollout steps do not increase; list them in order, e.g. [10, 50, 100]"))
+    elif steps and steps[-1] != 100:
+        problems.append(loaded.problem(loc + ("steps",), f"the last rollout step is {steps[-1]}; end the steps "
+                                                         "at 100 (the new version's whole share)"))
+    if rollout.analysis is not None and rollout.analysis.max_error_rate is None and \
+            rollout.analysis.max_p99_latency_ms is None:
+        problems.append(loaded.problem(loc + ("analysis",), "analysis has no threshold; set max_error_rate and/or "
+                                                            "max_p99_latency_ms"))
+    if rollout.analysis is not None and not steps:
+        problems.append(loaded.problem(loc + ("analysis",), "analysis runs between traffic steps, and this "
+                                                            "rollout has none; add steps: (e.g. [10, 50, 100])"))
+    seen: set[str] = set()
+    for i, query in enumerate(rollout.smoke or []):
+        at = loc + ("smoke", i)
+        if query.name in seen:
+            problems.append(loaded.problem(at + ("name",), f"smoke query name '{query.name}' is used twice; give each its own name"))
+        seen.add(query.name)
+        request = query.request
+        given = [k for k in ("messages", "input", "body") if getattr(request, k) is not None]
+        if len(given) != 1:
+            problems.append(loaded.problem(at + ("request",), "a smoke request needs exactly one of messages "
+                                                              f"(chat), input (Responses) or body (raw /invocations); "
+                                                              f"it has {', '.join(given) or 'none'}"))
+        if request.body is not None and request.body.get("stream"):
+            problems.append(loaded.problem(at + ("request", "body", "stream"), "smoke queries are not streamed; "
+                                                                               "remove stream"))
+        for j, check in enumerate(query.expect.json_checks or []):
+            check_loc = at + ("expect", "json", j)
+            ops = [op for op in smoke.OPERATORS if op in check.model_fields_set]
+            if len(ops) != 1:
+                problems.append(loaded.problem(check_loc, "a JSON check needs exactly one of exists, equals, contains "
+                                                          f"or matches; it has {', '.join(ops) or 'none'}"))
+                continue
+            problem = smoke.check_problem({"path": check.path, "op": ops[0], "value": getattr(check, ops[0])})
+            if problem:
+                problems.append(loaded.problem(check_loc + (problem[0],), problem[1]))
     return problems

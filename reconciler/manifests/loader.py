@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.checks import check_manifests
-from reconciler.manifests.model import API_VERSION, KINDS, RegisteredModel, ServingEndpoint
+from reconciler.manifests.model import API_VERSION, DURATION_PATTERN, KINDS, RegisteredModel, ServingEndpoint
 from reconciler.manifests.policy_model import Policy
 from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
 
@@ -277,6 +277,9 @@ def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error
         least = ctx.get("min_length", 1)
         message = f"should have at least {least} item{'s' if least != 1 else ''}"
         hint = "add one"
+    elif kind == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
+        message = "should be a duration such as 90s, 5m or 1h"
+        hint = "write a number and s, m or h"
     elif kind == "string_pattern_mismatch" and ctx.get("pattern") == r"^[1-9][0-9]*$":
         message = 'should be a model version number such as "3"'
         hint = "to serve the version an alias points at, write alias: <name> instead"

@@ -165,6 +165,77 @@ class Resources(_Strict):
     lakebase: list[str] | None = None
 
 
+# ---- rollouts (health-gated promotion; reconciler/rollout.py runs them) ---------------------------
+
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(s|m|h)$"
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, description="A duration: 90s, 5m, 1h.")]
+
+
+class DatabricksOptions(_Strict):
+    return_trace: bool | None = Field(default=None, description="Ask for the MLflow trace in the answer.")
+
+
+class SmokeRequest(_Strict):
+    """What a smoke query sends: exactly one of `messages` (chat), `input` (Responses API) or `body`
+    (a raw /invocations body), plus `custom_inputs` and `databricks_options`."""
+
+    messages: list[dict[str, Any]] | None = None
+    input: str | list[dict[str, Any]] | None = None
+    body: dict[str, Any] | None = None
+    custom_inputs: dict[str, Any] | None = None
+    databricks_options: DatabricksOptions | None = None
+
+
+class JsonCheck(_Strict):
+    """One check of the answer's JSON at `path` ($.a.b[0]['c']): exactly one of exists, equals,
+    contains (a substring, or an item of a list) or matches (a Python regular expression)."""
+
+    path: str
+    exists: bool | None = None
+    equals: Any = None
+    contains: Any = None
+    matches: str | None = None
+
+
+class SmokeExpect(_Strict):
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    max_latency_ms: Annotated[int, Field(ge=1)] | None = None
+    json_checks: list[JsonCheck] | None = Field(default=None, alias="json")
+    no_span_errors: bool = Field(default=True, description="With a trace in the answer, no span may be in error.")
+
+
+class SmokeQuery(_Strict):
+    name: str
+    request: SmokeRequest
+    expect: SmokeExpect = SmokeExpect()
+
+
+class Analysis(_Strict):
+    """Read from the metrics export, for the new served entity, during each pause."""
+
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="(4xx + 5xx) / requests during the pause.")
+    max_p99_latency_ms: Annotated[float, Field(gt=0)] | None = None
+    min_requests: Annotated[int, Field(ge=1)] = Field(default=50, description="Fewer: no verdict yet.")
+    no_traffic: Literal["wait", "pass", "fail"] = Field(
+        default="wait", description="Without min_requests by the end of a pause: wait for them up to "
+                                    "no_traffic_timeout, then fail (wait, fail) or go on (pass).")
+    no_traffic_timeout: Duration | None = Field(
+        default=None, description="Default 30m with no_traffic: wait, 0s with pass or fail.")
+    interval: Duration = Field(default="1m", description="How often the metrics are read during a pause "
+                                                         "(real exports count the last minute).")
+
+
+class Rollout(_Strict):
+    smoke: list[SmokeQuery] | None = None
+    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        default=None, description="Traffic percentages of the entity's share for the new version, in order, "
+                                  "ending at 100. Without steps: smoke queries, then the final config.")
+    pause: Duration = Field(default="5m", description="After each step, before the next.")
+    analysis: Analysis | None = None
+    on_failure: Literal["rollback", "keep"] = "rollback"
+
+
 class ServingEndpointSpec(_Strict):
     served_entities: Annotated[list[ServedEntity], Field(min_length=1)]
     traffic_config: TrafficConfig | None = None
@@ -176,6 +247,9 @@ class ServingEndpointSpec(_Strict):
     resources: Resources | None = None
     description: str | None = Field(default=None, description="Fixed at creation: a change replaces the endpoint.")
     route_optimized: bool | None = Field(default=None, description="Fixed at creation: a change replaces the endpoint.")
+    rollout: Rollout | None = Field(
+        default=None, description="Health-gated promotion when a served entity's version changes: smoke "
+                                  "queries, traffic steps with metric analysis, automatic rollback.")
 
 
 class ServingEndpoint(_Strict):
