@@ -18,10 +18,11 @@ THE RULES (each with its reason):
     (real responses carry both on the default route).
  3. Git is the truth for served entities: a served entity in a manifest is complete. A field it
     leaves out means the API's default (`FIELD_RULES`: `workload_type` CPU; for fields without
-    one, none: no environment variables, no provisioned concurrency...), so reverting a commit reverts production, and the
-    plan shows the reset. What the manifest cannot manage is taken from live and resent as it is
-    (`overlay`): values the server fills in itself (SERVER_FILLED rows) and fields this release does
-    not know (a newer API's; the server sent them, so it accepts them back: databricks-agents
+    one, none: no environment variables, no provisioned concurrency...), so reverting a commit
+    reverts production, and the plan shows the reset. Two kinds of live values are taken as they
+    are (`overlay`): what the server fills in itself where the manifest leaves it out
+    (SERVER_FILLED rows: no change, and never resent, `config_payload`), and fields this release
+    does not know (a newer API's; resent as the server sent them, which it accepts: databricks-agents
     echoes whole live entities on every redeploy). Endpoint-level blocks a manifest leaves out
     entirely (`ai_gateway`, `tags`, `permissions`, `description`) are not managed: their live
     values are kept, both in the diff and in writes.
@@ -75,7 +76,7 @@ class Semantics(str, Enum):
     DEFAULT = "default"  # left out of a manifest means `value`, the API's documented default
     REQUIRED = "required"  # no documented default: a manifest must state it (a validate error with the fix)
     WRITE_ONLY = "write-only"  # accepted on write, never returned: never diffed, sent when stated
-    SERVER_FILLED = "server-filled"  # the server picks it: neither managed nor resent; stating it is an error
+    SERVER_FILLED = "server-filled"  # left out, the server picks it: its live value is no change and never resent
     READ_ONLY = "read-only"  # only the server sets it: not part of the normalised shape, never sent
     IMMUTABLE = "immutable"  # fixed at creation: a change replaces the endpoint
     DEPRECATED = "deprecated"  # refused by validate, with the migration
@@ -156,12 +157,10 @@ FIELD_RULES: tuple[FieldRule, ...] = (
               source="databricks/cli bundle/direct/dresources/configs/model_serving_endpoints.generated.yml: "
                      "config.served_entities[*].burst_scaling_enabled, spec:input_only (never returned by GET)"),
     FieldRule("served_entities.workload_size", Semantics.SERVER_FILLED, when="provisioned throughput",
-              fix="remove it: the server sizes provisioned-throughput entities from their throughput", source=_PT_SOURCE),
+              source=_PT_SOURCE),
     FieldRule("served_entities.workload_type", Semantics.SERVER_FILLED, when="provisioned throughput",
-              fix="remove it: the server picks their GPU type",
               source=_PT_SOURCE),
     FieldRule("served_entities.workload_size", Semantics.SERVER_FILLED, when="provisioned concurrency",
-              fix="remove it: min/max_provisioned_concurrency size the entity",
               source='SDK 0.156 ServedEntityInput.workload_size: "Do not use if min_provisioned_concurrency and '
                      'max_provisioned_concurrency are specified" (what the server reports there is not sent back)'),
     FieldRule("served_entities.workload_size", Semantics.EXCLUSIVE, others=CONCURRENCY,
@@ -456,13 +455,15 @@ def config_lists(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def config_payload(effective: dict[str, Any]) -> dict[str, Any]:
+def config_payload(effective: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     """PUT /serving-endpoints/{name}/config body (and a create's `config`): every entity whole,
-    write-only fields included, less what the server fills in itself (never resent: rule 3); no
-    `auto_capture_config` (rule 12)."""
+    write-only fields included, less what the server filled in where the manifest (`desired`)
+    leaves it out (never resent: rule 3); no `auto_capture_config` (rule 12)."""
     payload = config_lists(effective)
-    payload["served_entities"] = [{k: v for k, v in entity.items() if k not in server_filled(entity)}
-                                  for entity in payload["served_entities"]]
+    stated = desired.get("served_entities", {})
+    payload["served_entities"] = [
+        {k: v for k, v in entity.items() if k not in server_filled(entity) or k in stated.get(entity["name"], {})}
+        for entity in payload["served_entities"]]
     return payload
 
 

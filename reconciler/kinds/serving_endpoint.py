@@ -300,16 +300,17 @@ def apply_change(ex: Executor, change: Change) -> None:
             ex.ws.update_permissions(name, api["id"], acl_payload(grants), replace=op.name == "set_permissions")
         ex.wrote(address, op.description)
     if config_op is not None:
-        _update_config(ex, name, address, config_payload(effective), deadline)
+        _update_config(ex, name, address, config_payload(effective, desired), deadline)
         ex.wrote(address, config_op.description)
     if config_op is not None or updating(api):
         _finish(ex, name, address, deadline)
     ex.unchanged(address)
 
-def create_payload(name: str, effective: dict[str, Any], replaced: dict[str, Any] | None) -> dict[str, Any]:
+def create_payload(name: str, effective: dict[str, Any], desired: dict[str, Any],
+                   replaced: dict[str, Any] | None) -> dict[str, Any]:
     """POST /serving-endpoints body: the effective state, and for a replace the settings of the
     endpoint it replaces that manifests cannot state (KEPT_ON_REPLACE)."""
-    payload = {"name": name, "config": config_payload(effective), "tags": effective.get("tags", {}),
+    payload = {"name": name, "config": config_payload(effective, desired), "tags": effective.get("tags", {}),
                **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
     for live_key, key in KEPT_ON_REPLACE.items():
         if (replaced or {}).get(live_key):
@@ -321,7 +322,7 @@ def _create(ex: Executor, change: Change, desired: dict[str, Any],
     name, address = change.name, change.address
     effective = overlay(desired, live_endpoint(*replaced) if replaced else None)
     try:
-        api = ex.ws.create_endpoint(create_payload(name, effective, replaced[0] if replaced else None))
+        api = ex.ws.create_endpoint(create_payload(name, effective, desired, replaced[0] if replaced else None))
     except Conflict:
         api = _adopt_existing(ex, name)  # a retried POST whose first attempt landed
     ex.wrote(address, f"create_endpoint({name})")

@@ -83,8 +83,8 @@ def _enum_problem(key: str, value: str) -> str | None:
 
 def _field_rule_problems(loaded: Loaded[ServingEndpoint], i: int) -> list[Problem]:
     """The field-semantics table's rows for one served entity (normalize.FIELD_RULES): fields it
-    must state, fields it cannot state together, fields the server fills in itself, and the open
-    enums' values. One problem per field: the first row that fails it."""
+    must state, fields it cannot state together, and the open enums' values. One problem per
+    field: the first row that fails it."""
     entity = loaded.manifest.spec.served_entities[i]
     fields = entity.model_dump(exclude_none=True)
     label = f"served entity '{entity.name}'" if entity.name else f"served_entities[{i}]"
@@ -95,11 +95,6 @@ def _field_rule_problems(loaded: Loaded[ServingEndpoint], i: int) -> list[Proble
         others = [other for other in rule.others if other in fields]
         if key in fields and others:
             found.setdefault(key, loaded.problem(loc + (key,), f"{label} sets both {key} and {others[0]}; {rule.fix}"))
-    for rule in rules(Semantics.SERVER_FILLED, fields):
-        key = rule.entity_field or ""
-        if key in fields:
-            found.setdefault(key, loaded.problem(loc + (key,), f"{label}: the server sets {key} itself on "
-                                                               f"{rule.when} entities; {rule.fix}"))
     for rule in rules(Semantics.REQUIRED, fields):
         key = rule.entity_field or ""
         if key not in fields:
