@@ -245,7 +245,7 @@ def test_5_server_filled_values_of_provisioned_throughput_are_neither_changes_no
     no_changes(ws, path)
 
 
-def test_5_size_to_provisioned_concurrency_and_back_each_in_one_apply(ws, tmp_path):
+def test_5_size_to_provisioned_concurrency_and_back_and_to_throughput_each_in_one_apply(ws, tmp_path):
     """Problem 5: switching an entity from `workload_size` to provisioned concurrency failed with a
     400 (the live size was resent: "Do not use if min_provisioned_concurrency and
     max_provisioned_concurrency are specified", SDK 0.156 docstring of workload_size), and validate
@@ -275,6 +275,17 @@ def test_5_size_to_provisioned_concurrency_and_back_each_in_one_apply(ws, tmp_pa
     ws.reset_requests()
     apply_ok(ws, path)
     assert writes(ws) == [CONFIG_PUT]
+    no_changes(ws, path)
+
+    # And to provisioned throughput: the server then picks the size and a GPU type itself.
+    del champion["workload_size"], champion["scale_to_zero_enabled"]
+    champion["max_provisioned_throughput"] = 970
+    path = write(tmp_path, docs)
+    ws.reset_requests()
+    apply_ok(ws, path)
+    assert writes(ws) == [CONFIG_PUT]
+    served = ws.client().api_client.do("GET", f"{ENDPOINTS}/support-agent")["config"]["served_entities"][0]
+    assert served["workload_type"].startswith("GPU") and served["workload_size"] == "Small"
     no_changes(ws, path)
 
 
