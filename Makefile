@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench soak schema clean
+.PHONY: install test test-real lint demo bench soak schema clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The fidelity contract (tests/contract/contract.py) against the workspace in DATABRICKS_HOST:
+# opt-in, slow (real endpoint updates), and it cleans up after itself. CAPTURES=DIR saves what it saw.
+test-real: install
+	@if [ -z "$$DATABRICKS_HOST" ]; then \
+		echo "test-real: skipped: DATABRICKS_HOST is not set (set it, and DATABRICKS_TOKEN or a profile, to check this release against your workspace)"; \
+	else \
+		RECONCILER_CAPTURES="$(CAPTURES)" $(BIN)/python -m pytest -q -m real tests/contract; \
+	fi
 
 demo: install
 	@$(BIN)/python -m reconciler.demo

@@ -50,7 +50,7 @@ def cli() -> None:
 def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], stack: str | None) -> None:
     """Parse, type-check and cross-check manifests offline, and check them against policies (default: manifests/)."""
     manifests = load(paths, variables, var_files, stack)
-    for warning in manifests.warnings:  # broken warning-severity policy rules (plan shows them in the plan)
+    for warning in manifests.warnings:  # unknown enum values, broken warning-severity policy rules
         click.echo(str(dataclasses.replace(warning, message=f"warning: {warning.message}")), err=True)
     policies = f", {len(manifests.policies)} policy(ies)" if manifests.policies else ""
     click.echo(f"valid: {len(manifests.models)} registered model(s), {len(manifests.endpoints)} serving "

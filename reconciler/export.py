@@ -14,11 +14,17 @@ normaliser fills back in. The rules (also in README, "Adopting existing endpoint
     `${var.NAME}` in a name is spelt `{NAME}` in the file name. Keys in the manifest format's
     order, maps sorted by key, served entities by traffic share (largest first), then name.
     No timestamps or hosts: the same workspace always exports the same bytes.
- 2. Left out because the server fills it in or the reconciler owns it (normalize.py rules 3-7),
-    with a comment saying so: a served entity `name` equal to the server's default
-    `<model>-<version>` (pinned entities only, see 3), `workload_type: CPU`, the single 100%
-    route, the reconciler's own `managed-by` / `reconciler-stack` tags, inherited grants and the
-    creator's own grant, a model's `owner`, an empty description, `route_optimized: false`.
+ 2. Left out because it is the API's default, the server fills it in or the reconciler owns it
+    (normalize.py rules 3-7, FIELD_RULES), with a comment saying so: a served entity `name` equal
+    to the server's default `<model>-<version>` (pinned entities only, see 3), `workload_type:
+    CPU`, `workload_size` / `workload_type` of provisioned-throughput entities and `workload_size`
+    of provisioned-concurrency ones (the server's), the single 100% route, the reconciler's own
+    `managed-by` / `reconciler-stack` tags, inherited grants and the creator's own grant, a
+    model's `owner`, an empty description, `route_optimized: false`. A served entity is complete
+    (a field left out means the API's default), so everything else it has live is written:
+    `scale_to_zero_enabled` always, on entities that scale (writes must send it; when the
+    workspace does not report it, `false` is written with a TODO and a warning), and fields this
+    release does not know are left out with a note (they are kept as they are live).
  3. Aliases: an entity that serves a version an alias of its model points at is written
     `alias:` (a comment names the version), and the model's manifest is exported with it, with
     all its aliases (checks.py needs a manifest to define any alias used). Several aliases on
@@ -43,7 +49,12 @@ normaliser fills back in. The rules (also in README, "Adopting existing endpoint
     locations, tag values, environment variable values); never part of a word. A literal `${`
     in any other value is written `$${` so it loads back unchanged.
  7. An endpoint with an update in flight is exported from the config it serves (`config`), not
-    from `pending_config`, with a warning; one still being created has nothing to export yet.
+    from `pending_config`, with a warning; one still being created has nothing to export yet. An
+    Agent Bricks endpoint is READY with `config: {}` (real-api/endpoint_list_01.json): its served
+    entities are not visible through the API, so it is skipped as one manifests cannot describe
+    (rule 5), saying so; with --all-endpoints they are counted in one warning.
+ 8. A legacy inference table (`auto_capture_config`) is not exported (validate refuses it: it can
+    no longer be enabled); a note and a warning say to move to `ai_gateway.inference_table_config`.
 """
 
 from __future__ import annotations
@@ -57,8 +68,17 @@ from typing import Any
 
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import write_files
-from reconciler.manifests.model import API_VERSION, AiGateway, AutoCaptureConfig, ServedEntity
-from reconciler.normalize import live_endpoint, live_model
+from reconciler.manifests.model import API_VERSION, AiGateway, ServedEntity
+from reconciler.normalize import (
+    MANAGED_ENTITY_FIELDS,
+    WRITE_ONLY_ENTITY_FIELDS,
+    Semantics,
+    legacy_inference_table,
+    live_endpoint,
+    live_model,
+    rules,
+    server_filled,
+)
 from reconciler.terms import (
     ALIAS_NAME,
     MANAGED_BY_TAG,
@@ -77,8 +97,7 @@ MODELS_DIR = "models"
 SCHEMA_PATH = os.path.join("schemas", "manifest.schema.json")
 ENTITY_OPTIONAL = ("workload_size", "workload_type", "scale_to_zero_enabled", "min_provisioned_throughput",
                    "max_provisioned_throughput", "min_provisioned_concurrency", "max_provisioned_concurrency",
-                   "provisioned_model_units", "burst_scaling_enabled")
-DEFAULT_WORKLOAD_TYPE = "CPU"  # documented server default (ServedEntityInput.workload_type)
+                   "provisioned_model_units")
 PREFERRED_ALIAS = "champion"
 # Lower-case dot-separated names, as Unity Catalog stores them; parts start with a letter or '_'
 # so that version numbers and the like ("1.2.3") are never taken for names.
@@ -209,12 +228,13 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
             continue
         models[api.get("full_name") or name] = export_model(api, options)
     foundation_only: list[str] = []
+    agent_bricks: list[str] = []
     for name, api in live.endpoints.items():
         subject = f"serving_endpoint.{name}"
         if api is None:
             result.problems.append(Problem("does not exist in the workspace; nothing exported for it", subject=subject))
             continue
-        if not api.get("config"):
+        if api.get("config") is None:
             result.problems.append(Problem("has no config serving yet (it is being created); wait for it to be "
                                            "READY and export again", subject=subject))
             continue
@@ -225,6 +245,9 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
         reasons = unsupported_reasons(api)
         if reasons:
             asked = name in live.requested_endpoints
+            if not asked and api.get("config") == {}:
+                agent_bricks.append(name)
+                continue
             if not asked and all(e.get("foundation_model") for e in _serving_entities(api)):
                 foundation_only.append(name)
                 continue
@@ -244,6 +267,9 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
     if foundation_only:
         result.warnings.append(f"skipped {len(foundation_only)} Databricks foundation model endpoint(s) "
                                f"(pay-per-token, not described by manifests): {', '.join(foundation_only)}")
+    if agent_bricks:
+        result.warnings.append(f"skipped {len(agent_bricks)} Agent Bricks endpoint(s) (READY with an empty config: "
+                               f"their served entities are not visible through the API): {', '.join(agent_bricks)}")
     for model, users in result.implied.items():
         if model not in models:
             models[model] = export_model(live.models[model], options, served_by=users)  # type: ignore[arg-type]
@@ -253,6 +279,10 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
 
 def unsupported_reasons(api: dict[str, Any]) -> list[str]:
     """Why manifests cannot describe this endpoint yet (rule 5); empty when they can."""
+    if api.get("config") == {}:
+        kind = ((api.get("tile_endpoint_metadata") or {}).get("problem_type") or "").replace("_", " ").lower()
+        return [f"it is READY with an empty config, as Agent Bricks endpoints{' (' + kind + ')' if kind else ''} are: "
+                "its served entities are not visible through the API"]
     if not _serving_entities(api):
         return ["its config lists no served_entities (an endpoint from the served_models era?)"]
     why = []
@@ -315,9 +345,13 @@ def export_endpoint(api: dict[str, Any], acl: dict[str, Any] | None,
         spec["served_entities"].append(entity)
         if model is not None and model not in needs:
             needs.append(model)
-    cpu = [n for n in order if live["served_entities"][n].get("workload_type") == DEFAULT_WORKLOAD_TYPE]
-    if cpu:
-        doc.note(("spec",), f"workload_type: {DEFAULT_WORKLOAD_TYPE}, the server's default ({', '.join(cpu)})")
+    legacy = legacy_inference_table(_as_served_now(api))
+    if legacy is not None:
+        table = ".".join(str(legacy[k]) for k in ("catalog_name", "schema_name", "table_name_prefix") if legacy.get(k))
+        doc.note(("spec",), f"auto_capture_config ({table}): a legacy inference table; manifests cannot enable them "
+                            "any more, and apply leaves it as it is: move to ai_gateway.inference_table_config")
+        warnings.append(f"{subject}: has a legacy inference table (auto_capture_config {table}), unsupported since "
+                        "March 20, 2026; not exported: disable it and use ai_gateway.inference_table_config")
     if len(order) == 1 and traffic == {order[0]: 100}:
         doc.note(("spec",), f"traffic_config: the default single route, 100% to {order[0]}")
     else:
@@ -344,13 +378,8 @@ def export_endpoint(api: dict[str, Any], acl: dict[str, Any] | None,
 
 def _inference_sections(doc: Document, live: dict[str, Any], options: ExportOptions, subject: str,
                         warnings: list[str]) -> dict[str, Any]:
-    """`auto_capture_config` and `ai_gateway`, each part as far as the manifest format holds it."""
+    """`ai_gateway`, each part as far as the manifest format holds it."""
     sections: dict[str, Any] = {}
-    if "auto_capture_config" in live:
-        capture = _fitted(AutoCaptureConfig, live["auto_capture_config"], "auto_capture_config", doc, subject,
-                          warnings)
-        if capture is not None:
-            sections["auto_capture_config"] = _template_location(capture, options.variables)
     gateway: dict[str, Any] = {}
     live_gateway = live.get("ai_gateway", {})
     for key in sorted(live_gateway, key=lambda k: (list(AiGateway.model_fields) + [k]).index(k)):  # format's order
@@ -386,18 +415,7 @@ def _entity(doc: Document, endpoint: str, i: int, name: str, live: dict[str, Any
         doc.eol[at + ("alias",)] = f"version {version}"
     else:
         entity["entity_version"] = version
-    for key in ENTITY_OPTIONAL:
-        if key not in live:
-            continue
-        if key == "workload_type" and live[key] == DEFAULT_WORKLOAD_TYPE:
-            continue
-        if _entity_field_fits(key, live[key]):
-            entity[key] = live[key]
-        else:
-            doc.note(("spec",), f"served_entities[{name}].{key} {live[key]!r}: the manifest format cannot hold it "
-                                "(left as it is)")
-            warnings.append(f"{subject}: served entity '{name}': {key} {live[key]!r} is not expressible in a "
-                            "manifest; left out (unmanaged)")
+    entity.update(_compute(doc, at, subject, name, live, warnings))
     env = live.get("environment_vars") or {}
     if env:
         entity["environment_vars"] = {key: _env_value(doc, at + ("environment_vars", key), endpoint, name, key,
@@ -406,6 +424,40 @@ def _entity(doc: Document, endpoint: str, i: int, name: str, live: dict[str, Any
     if live.get("instance_profile_arn"):
         entity["instance_profile_arn"] = live["instance_profile_arn"]
     return entity, (model_name if alias is not None else None)
+
+
+def _compute(doc: Document, at: Loc, subject: str, name: str, live: dict[str, Any],
+             warnings: list[str]) -> dict[str, Any]:
+    """A served entity's compute and scaling fields as a manifest writes them (rule 2)."""
+    written: dict[str, Any] = {}
+    defaults = {r.entity_field: r.value for r in rules(Semantics.DEFAULT, live)}
+    filled = server_filled(live)
+    for key in ENTITY_OPTIONAL:
+        if key not in live:
+            continue
+        if key in filled:
+            doc.note(("spec",), f"served_entities[{name}].{key} {live[key]}: the server's, on this kind of entity")
+        elif key in defaults and live[key] == defaults[key]:
+            doc.note(("spec",), f"served_entities[{name}].{key}: {live[key]}, the API's default")
+        elif _entity_field_fits(key, live[key]):
+            written[key] = live[key]
+        else:
+            doc.note(("spec",), f"served_entities[{name}].{key} {live[key]!r}: the manifest format cannot hold it")
+            warnings.append(f"{subject}: served entity '{name}': {key} {live[key]!r} is not expressible in a "
+                            "manifest; left out, so plan shows it reset to the API's default")
+    for rule in rules(Semantics.REQUIRED, live):
+        key = rule.entity_field or ""
+        if key in live:
+            continue
+        written[key] = rule.value
+        doc.eol[at + (key,)] = (f"TODO: the workspace does not report it, and manifests must state it: "
+                                f"{scalar(rule.value)} is what databricks-agents deploys with; check it")
+        warnings.append(f"{subject}: served entity '{name}': the workspace does not report {key}, which manifests "
+                        f"must state; written as {scalar(rule.value)} (TODO in the file): plan shows it as a change "
+                        "until the endpoint has it")
+    for key in sorted(set(live) - MANAGED_ENTITY_FIELDS - WRITE_ONLY_ENTITY_FIELDS):
+        doc.note(("spec",), f"served_entities[{name}].{key}: not in the manifest format (kept as it is live)")
+    return written
 
 
 def _alias_for(entity: str, version: str, model_api: dict[str, Any] | None) -> str | None:

@@ -2,7 +2,8 @@
 
 Two rounds: first every registered model and endpoint the manifests name (plus the managed
 endpoint list with --prune and the secret scope list when secrets are referenced); then what
-depends on the first round: endpoint permissions (need the endpoint id), the model versions
+depends on the first round: endpoint permissions (need the endpoint id; read when the
+manifest manages them or the endpoint will be replaced), the model versions
 that would newly be served or aliased (READY check), their MLmodel files, secret keys and
 dependent resources. A missing object is None (it will be created), never an error.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.loader import Manifests
-from reconciler.normalize import live_endpoint, live_model
+from reconciler.normalize import IMMUTABLE_FIELDS, live_endpoint, live_model
 from reconciler.terms import SECRET_REF, owned_by_stack
 from reconciler.workspace import RESOURCE_TYPES, Workspace
 
@@ -121,7 +122,8 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
     calls: list[tuple[Any, Callable[[], Any]]] = []
     for name, loaded in manifests.endpoints.items():
         api = live.endpoints.get(name)
-        if api is not None and loaded.manifest.spec.permissions is not None and api.get("id"):
+        if api is not None and (loaded.manifest.spec.permissions is not None or replacing(loaded.manifest, api)) \
+                and api.get("id"):
             calls.append((("acl", name), lambda n=name, i=api["id"]: workspace.get_endpoint_permissions(n, i)))
     versions, mlmodels = versions_to_check(manifests, live, resolved)
     calls += [(("version", k), lambda k=k: workspace.get_model_version(*k)) for k in sorted(versions)]
@@ -137,6 +139,15 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
     wanted = declared_resources(manifests) | {r for m in live.mlmodels.values() for r in mlmodel_resources(m)
                                               if r[0] in RESOURCE_TYPES}
     live.resources = run_parallel([(r, lambda r=r: workspace.resource_exists(*r)) for r in sorted(wanted)], parallelism)
+
+
+def replacing(manifest: Any, api: dict[str, Any]) -> bool:
+    """The manifest changes a field fixed at creation (normalize.IMMUTABLE_FIELDS): the endpoint
+    will be replaced, and the new one keeps the direct grants of this one unless the manifest
+    states its own, so they are read."""
+    live = live_endpoint(api)
+    return any(getattr(manifest.spec, key) is not None and getattr(manifest.spec, key) != live.get(key)
+               for key in IMMUTABLE_FIELDS)
 
 
 def versions_to_check(manifests: Manifests, live: LiveState,

@@ -320,10 +320,10 @@ def _hidden(document: dict[str, Any]) -> dict[str, Any]:
 def live_document(kind: str, name: str, live: dict[str, Any]) -> dict[str, Any]:
     """A normalised live object (normalize.py) in the manifest's shape, so rules read both alike."""
     from reconciler.manifests.model import API_VERSION
-    from reconciler.normalize import acl_payload, config_payload
+    from reconciler.normalize import acl_payload, config_lists
 
     if kind == "ServingEndpoint":
-        spec = config_payload(live)  # served_entities and traffic_config as lists, as manifests write them
+        spec = config_lists(live)  # served_entities and traffic_config as lists, as manifests write them
         spec.update({k: live[k] for k in ("ai_gateway", "tags", "description", "route_optimized") if k in live})
         if "permissions" in live:
             spec["permissions"] = acl_payload(live["permissions"])
@@ -336,24 +336,28 @@ def live_document(kind: str, name: str, live: dict[str, Any]) -> dict[str, Any]:
 _COMPLETE = frozenset({"tags", "environment_vars", "aliases"})
 
 
-def merged(primary: Any, secondary: Any) -> Any:
+def merged(primary: Any, secondary: Any, *, entity: bool = False) -> Any:
     """`primary` with the fields it leaves out taken from `secondary` (normalize.py rule 3 on
     manifest-shaped documents): merged(desired, live) is the object after apply; merged(live,
     desired) the live object plus what only manifests say (resources, aliases). Served entities
-    pair by name; other lists are whole values."""
+    pair by name, and are complete: of their fields, only those manifests do not manage (`alias`,
+    `name`, fields this release does not know) come from the other side. Other lists are whole
+    values."""
+    from reconciler.normalize import MANAGED_ENTITY_FIELDS
+
     if isinstance(primary, dict) and isinstance(secondary, dict):
         out = dict(primary)
         for key, value in secondary.items():
             if key not in out:
-                if key == "entity_version" and "alias" in primary:
-                    continue  # the alias names the version: the live one is the version being replaced
+                if entity and key in MANAGED_ENTITY_FIELDS:
+                    continue  # left out of a served entity: the API's default, not the other side's value
                 out[key] = value
             elif key not in _COMPLETE:
                 out[key] = merged(out[key], value)
         return out
     if isinstance(primary, list) and isinstance(secondary, list):
         named = {e["name"]: e for e in secondary if isinstance(e, dict) and isinstance(e.get("name"), str)}
-        return [merged(e, named[e["name"]]) if isinstance(e, dict) and e.get("name") in named else e
+        return [merged(e, named[e["name"]], entity=True) if isinstance(e, dict) and e.get("name") in named else e
                 for e in primary]
     return primary
 

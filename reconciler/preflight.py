@@ -1,16 +1,40 @@
 """Checks of the manifests against what the workspace holds, made before anything is written.
 
 Pure: works on the LiveState read by live.py. Errors (the plan fails, exit 1, nothing to apply)
-point at the manifest field that caused them; warnings are printed with the plan.
+point at the manifest field that caused them; warnings are printed with the plan. Besides model
+versions, secrets, resources and MLmodels:
+- AI gateway features an agent endpoint does not support ("agent endpoints currently only support
+  inference tables", SDK 0.156 docstring of `put_ai_gateway`) are errors, found before any write.
+  What makes an endpoint an agent endpoint, with the evidence named in the message: once it exists,
+  the `task` the server set on it; before, the MLmodel `metadata.task` of a version it will serve
+  (terms.AGENT_TASK cites both);
+- an endpoint that still carries a legacy inference table (`auto_capture_config`) is a warning:
+  unsupported since March 20, 2026, and config writes leave it alone (normalize.py rule 12);
+- an Agent Bricks endpoint (READY with `config: {}`, real-api/endpoint_list_01.json) shows no
+  served entities through the API: a manifest cannot describe it, so naming it is an error;
+- enum values this release does not know are warnings again (checks.check_warnings).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.errors import Problem
 from reconciler.live import LiveState, mlmodel_resources
-from reconciler.manifests.loader import Manifests
-from reconciler.terms import SECRET_REF
+from reconciler.manifests.checks import check_warnings
+from reconciler.manifests.loader import Loaded, Manifests
+from reconciler.manifests.model import ServingEndpoint
+from reconciler.normalize import is_agent, legacy_inference_table
+from reconciler.terms import SECRET_REF, agent_task
 from reconciler.workspace import RESOURCE_TYPES
+
+# AI gateway features beyond inference tables, and whether a manifest's value turns each on.
+AGENT_UNSUPPORTED = {
+    "usage_tracking_config": lambda value: bool(value.get("enabled")),
+    "rate_limits": bool,
+    "guardrails": lambda value: any(value.values()),
+    "fallback_config": lambda value: bool(value.get("enabled")),
+}
 
 FIX_VERSION = "register it first (mlflow.register_model) or point at another version"
 
@@ -23,8 +47,24 @@ def preflight(manifests: Manifests, live: LiveState, resolved: dict[str, list[st
             message = _version_problem(live, name, str(version))
             if message:
                 problems.append(loaded.problem(("spec", "aliases", alias), f"alias {alias}: {message}"))
+    warnings += [str(w) for w in check_warnings(manifests)]
     for name, loaded in manifests.endpoints.items():
         spec = loaded.manifest.spec
+        api = live.endpoints.get(name)
+        problems += _agent_gateway_problems(loaded, api, live, resolved[name])
+        legacy = legacy_inference_table(api)
+        if legacy is not None:
+            table = ".".join(str(legacy.get(k)) for k in ("catalog_name", "schema_name", "table_name_prefix")
+                             if legacy.get(k))
+            warnings.append(f"serving_endpoint.{name} still has a legacy inference table (auto_capture_config"
+                            f"{': ' + table if table else ''}), unsupported since March 20, 2026; config writes leave "
+                            "it as it is: disable it (a config update with auto_capture_config: {enabled: false}) and "
+                            "log to ai_gateway.inference_table_config instead")
+        if api is not None and api.get("config") == {}:
+            problems.append(loaded.problem(("metadata", "name"), f"serving endpoint '{name}' is READY with an empty "
+                                           "config, as Agent Bricks endpoints are: its served entities are not "
+                                           "visible through the API; manage it in Agent Bricks and remove this "
+                                           "manifest"))
         for i, (entity, version) in enumerate(zip(spec.served_entities, resolved[name], strict=True)):
             loc = ("spec", "served_entities", i, "alias" if entity.alias else "entity_version")
             message = _version_problem(live, entity.entity_name, version)
@@ -41,6 +81,35 @@ def preflight(manifests: Manifests, live: LiveState, resolved: dict[str, list[st
                                                    f"{kind} '{resource}' does not exist in the workspace; create it "
                                                    "or remove it from resources"))
     return problems, warnings
+
+
+def _agent_gateway_problems(loaded: Loaded[ServingEndpoint], api: dict[str, Any] | None, live: LiveState,
+                            versions: list[str]) -> list[Problem]:
+    gateway = loaded.manifest.spec.ai_gateway
+    used = [key for key, enabled in AGENT_UNSUPPORTED.items()
+            if gateway is not None and getattr(gateway, key) is not None and enabled(_plain(getattr(gateway, key)))]
+    if not used:
+        return []
+    evidence = None
+    if is_agent(api):
+        evidence = f"the workspace set its task to {api['task']}"  # type: ignore[index]
+    for entity, version in zip(loaded.manifest.spec.served_entities, versions, strict=True):
+        task = agent_task(live.mlmodels.get((entity.entity_name, version)))
+        if evidence is None and task is not None:
+            evidence = f"version {version} of '{entity.entity_name}' was logged as {task} (MLmodel metadata.task)"
+    if evidence is None:
+        return []
+    return [loaded.problem(("spec", "ai_gateway", key), f"ai_gateway.{key} is not supported on agent endpoints, and "
+                                                        f"'{loaded.name}' serves an agent ({evidence}): agent "
+                                                        "endpoints support only inference tables; remove "
+                                                        f"ai_gateway.{key}") for key in used]
+
+
+def _plain(value: Any) -> Any:
+    """A manifest model's value as plain data (lists of models as lists of dicts)."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
 
 
 def _version_problem(live: LiveState, model: str, version: str) -> str | None:

@@ -50,6 +50,22 @@ def updating(api: Mapping[str, Any] | None) -> bool:
     return ((api or {}).get("state") or {}).get("config_update") == "IN_PROGRESS"
 
 
+# What an agent is: MLflow writes the MLmodel `metadata.task` `agent/v1/chat` (ChatModel),
+# `agent/v2/chat` (ChatAgent) or `agent/v1/responses` (ResponsesAgent) (`mlflow/pyfunc/__init__.py`);
+# databricks-agents 1.13 treats a model whose task starts with `agent/` as an agent
+# (`utils/mlflow_utils.py`, `_check_model_is_agent`) and an endpoint whose `task` matches
+# `agent/v\d+/chat` as an agent endpoint (`rag_eval/evaluation/models.py`); the server sets the
+# endpoint's `task` (create has no such parameter).
+AGENT_TASK = re.compile(r"agent/v\d+/(chat|responses)")
+
+
+def agent_task(mlmodel: Mapping[str, Any] | None) -> str | None:
+    """The agent task an MLmodel was logged with (its `metadata.task`), or None."""
+    metadata = (mlmodel or {}).get("metadata")
+    task = metadata.get("task") if isinstance(metadata, Mapping) else None
+    return task if isinstance(task, str) and AGENT_TASK.match(task) else None
+
+
 # ---- principals ---------------------------------------------------------------------------------
 
 PRINCIPAL_KEYS = ("user_name", "group_name", "service_principal_name")

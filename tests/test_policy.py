@@ -78,7 +78,8 @@ def policy(name: str, rules: list[dict[str, Any]], **match: Any) -> dict[str, An
 
 def endpoint(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "reconciler/v1", "kind": "ServingEndpoint", "metadata": {"name": name},
-            "spec": {"served_entities": [{"name": "a", "entity_name": "main.agents.bot", "entity_version": 1}],
+            "spec": {"served_entities": [{"name": "a", "entity_name": "main.agents.bot", "entity_version": 1,
+                                          "workload_size": "Small", "scale_to_zero_enabled": False}],
                      **spec}}
 
 
@@ -126,10 +127,6 @@ def _scale_to_zero(spec: dict[str, Any]) -> None:
     spec["served_entities"][1]["scale_to_zero_enabled"] = True
 
 
-def _scale_to_zero_left_out(spec: dict[str, Any]) -> None:
-    del spec["served_entities"][0]["scale_to_zero_enabled"]
-
-
 def _users_manage(spec: dict[str, Any]) -> None:
     spec["permissions"].append({"group_name": "users", "permission_level": "CAN_MANAGE"})
 
@@ -157,9 +154,6 @@ VIOLATIONS = [
      "policy 'production-serving' rule 'inference-table': production endpoint without an inference table; add "
      "ai_gateway.inference_table_config with catalog_name, schema_name, table_name_prefix and enabled: true"),
     ("scale-to-zero", "production.yaml", _scale_to_zero, "- name: champion",
-     "policy 'production-serving' rule 'no-scale-to-zero': production endpoint support-agent may scale to zero "
-     "(cold starts); set scale_to_zero_enabled: false on every served entity"),
-    ("scale-to-zero-left-out", "production.yaml", _scale_to_zero_left_out, "- name: champion",
      "policy 'production-serving' rule 'no-scale-to-zero': production endpoint support-agent may scale to zero "
      "(cold starts); set scale_to_zero_enabled: false on every served entity"),
     ("users-can-manage", "permissions.yaml", _users_manage, "- group_name: support-team",
@@ -391,8 +385,9 @@ def live_check(tmp_path: Path, docs: Docs, views: dict[tuple[str, str], LiveView
 
 STRICT = {"name": "no-scale-to-zero", "expression": "object.spec.served_entities.all(e, has(e.scale_to_zero_enabled)"
           " && !e.scale_to_zero_enabled)", "message": "scales to zero; set scale_to_zero_enabled: false"}
-LENIENT = {**STRICT, "expression": "object.spec.served_entities.all(e, !has(e.scale_to_zero_enabled) || "
-                                   "!e.scale_to_zero_enabled)"}
+# Tags a manifest leaves out entirely are not managed (normalize.py rule 6): the live ones stay.
+LENIENT = {"name": "no-temporary-tag", "expression": "!has(object.spec.tags) || !('temporary' in object.spec.tags)",
+           "message": "is tagged temporary; remove the tag"}
 
 
 def test_drift_the_plan_corrects_is_a_warning(tmp_path: Path) -> None:
@@ -404,11 +399,15 @@ def test_drift_the_plan_corrects_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_a_live_value_the_manifest_leaves_unmanaged_fails_the_plan(tmp_path: Path) -> None:
-    """Validate cannot see it (the manifest leaves the field out); after apply it would still be true."""
-    views = {("ServingEndpoint", "bot"): LiveView(live_endpoint(api_endpoint(scale_to_zero=True)))}
+    """Validate cannot see it (the manifest leaves `tags` out, so they are not managed); after apply
+    the live tag would still be there. (Served entity fields can no longer be unmanaged: a field
+    left out of one means the API's default, normalize.py rule 3.)"""
+    api = api_endpoint(scale_to_zero=False)
+    api["tags"].append({"key": "temporary", "value": "yes"})
+    views = {("ServingEndpoint", "bot"): LiveView(live_endpoint(api))}
     docs = [endpoint("bot"), policy("p", [LENIENT])]
     assert live_check(tmp_path, docs, views) == (
-        [f"policy 'p' rule 'no-scale-to-zero': scales to zero; set scale_to_zero_enabled: false ({UNMANAGED})"], [])
+        [f"policy 'p' rule 'no-temporary-tag': is tagged temporary; remove the tag ({UNMANAGED})"], [])
     complying = {("ServingEndpoint", "bot"): LiveView(live_endpoint(api_endpoint(scale_to_zero=False)))}
     assert live_check(tmp_path, docs, complying) == ([], [])
 
@@ -466,8 +465,10 @@ MERGES = [
     ("served entities pair by name", {"e": [{"name": "a"}, {"name": "b", "w": 1}]},
      {"e": [{"name": "b", "w": 2, "z": 3}, {"name": "c"}]}, {"e": [{"name": "a"}, {"name": "b", "w": 1, "z": 3}]}),
     ("other lists are whole values", {"p": [{"x": 1}]}, {"p": [{"x": 2, "y": 1}]}, {"p": [{"x": 1}]}),
-    ("an alias names the version: the live version is not taken", {"alias": "champion"},
-     {"entity_version": "3", "workload_size": "Small"}, {"alias": "champion", "workload_size": "Small"}),
+    ("a served entity is complete: the fields it leaves out are not taken, except those the format does not "
+     "know", {"e": [{"name": "a", "alias": "champion"}]},
+     {"e": [{"name": "a", "entity_version": "3", "workload_size": "Small", "newer_field": 1}]},
+     {"e": [{"name": "a", "alias": "champion", "newer_field": 1}]}),
 ]
 
 

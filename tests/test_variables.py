@@ -31,6 +31,7 @@ spec:
     - name: current
       entity_name: main.agents.support_agent
       entity_version: ${var.version}
+      workload_size: Small
       scale_to_zero_enabled: ${var.scale_to_zero}
       environment_vars:
         OPENAI_API_KEY: ${var.openai_key}
@@ -175,7 +176,7 @@ def test_a_typed_value_of_the_wrong_type_is_reported_at_the_placeholder(tmp_path
     with pytest.raises(ReconcilerError) as raised:
         load_manifests([path], variables)
     assert [str(p) for p in raised.value.problems] == [
-        f"{path}:17:29: spec.traffic_config.routes[0].traffic_percentage: should be a valid integer (got 'ninety'); "
+        f"{path}:18:29: spec.traffic_config.routes[0].traffic_percentage: should be a valid integer (got 'ninety'); "
         "use a whole number without quotes"]
 
 
@@ -186,7 +187,7 @@ def test_a_credential_passed_as_a_variable_is_refused_and_never_printed(tmp_path
     code, _, err = run(args + ["--var", "openai_key=sk-live-Zq81hJ3kXy"], capsys)
     assert code == 1
     assert "sk-live-Zq81hJ3kXy" not in err
-    assert err.splitlines() == [f"{path}:12:25: environment variable 'OPENAI_API_KEY' looks like a credential but "
+    assert err.splitlines() == [f"{path}:13:25: environment variable 'OPENAI_API_KEY' looks like a credential but "
                                 "holds a plain value; store it in a secret scope and write {{secrets/<scope>/<key>}}"]
 
 

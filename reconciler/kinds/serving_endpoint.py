@@ -15,32 +15,62 @@ gateway write during its update is a 409 too).
 Health-gated promotion (`spec.rollout`) lives in `reconciler/rollout.py`; the places it joins in
 here are marked ROLLOUT HOOK: the live endpoint is seen as it was before an unfinished rollout,
 a version change is planned as rollout operations, and apply hands it every config write.
+
+A replace (a change to an immutable field, `normalize.IMMUTABLE_FIELDS`) re-creates the endpoint
+with everything the manifest does not manage taken from the one it replaces: tags when `tags:` is
+absent, the AI gateway when `ai_gateway:` is absent, direct grants when `permissions:` is absent,
+the budget policy (GET's `effective_budget_policy_id`: GET never returns `budget_policy_id`,
+databricks/cli model_serving_endpoints.yml) and email notifications.
+
+AI gateway writes follow what the API accepts: an inference table's location cannot change while
+it is enabled ("On update, you have to disable inference table first", `AiGatewayInferenceTableConfig`
+docstrings), so a move is two writes, disable then the new one; on agent endpoints only inference
+tables are compared and written (normalize.py rule 13), so an inference table that is already
+enabled is never sent again: the write the API refuses with "Inference tables is already enabled"
+(databricks-agents 1.13 `deployments.py` never resends `ai_gateway` on redeploy for that reason).
+Other endpoints get their whole gateway in one PUT, as Terraform's provider sends it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.diff import diff
 from reconciler.errors import Conflict, Interrupted
-from reconciler.normalize import acl_payload, config_payload, desired_endpoint, live_endpoint, overlay
+from reconciler.normalize import (
+    IMMUTABLE_FIELDS,
+    MANAGED_ENTITY_FIELDS,
+    WRITE_ONLY_ENTITY_FIELDS,
+    acl_payload,
+    comparable,
+    config_payload,
+    desired_endpoint,
+    live_endpoint,
+    overlay,
+)
 from reconciler.plan import Action, Change, Operation, fingerprint
-from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, managed, updating
+from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, default_entity_name, managed, updating
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
     from reconciler.live import LiveState
     from reconciler.manifests.loader import Manifests
+    from reconciler.manifests.model import ServingEndpoint
     from reconciler.workspace import Workspace
 
 KEY = "serving_endpoint"
 OPERATIONS = ("create_endpoint", "update_config", "patch_tags", "put_ai_gateway", "update_permissions",
               "set_permissions", "delete_endpoint", "rollout", "rollback_rollout", "finish_rollout")
-CONFIG_KEYS = ("served_entities", "traffic", "auto_capture_config")
+CONFIG_KEYS = ("served_entities", "traffic")
 OWN_TAG_PATHS = (f"tags[{MANAGED_BY_TAG}]", f"tags[{STACK_TAG}]")
-REPLACE_KEYS = {"description": "description cannot change after creation",
-                "route_optimized": "route_optimized cannot change after creation"}
+INFERENCE_TABLE_LOCATION = ("catalog_name", "schema_name", "table_name_prefix")
+# Endpoint settings a replace carries over from the endpoint it replaces, as GET names them.
+KEPT_ON_REPLACE = {"effective_budget_policy_id": "budget_policy_id", "email_notifications": "email_notifications"}
+RESET_RULE = ("a served entity in a manifest is complete (new in this release): a field it leaves out means the "
+              "API's default, so a live value it does not state is reset; state the field to keep it (README, "
+              "\"Upgrading\")")
 FIRST_POLL_SECONDS = 0.5
 EAGER_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 10.0
@@ -63,7 +93,7 @@ def current(ws: Workspace, change: Change) -> dict[str, Any] | None:
     api = ws.get_endpoint(change.name)
     if api is None:
         return None
-    wants_acl = change.desired is not None and "permissions" in change.desired
+    wants_acl = change.desired is not None and ("permissions" in change.desired or change.action is Action.REPLACE)
     acl = ws.get_endpoint_permissions(change.name, api["id"]) if wants_acl and api.get("id") else None
     return live_endpoint(api, acl)
 
@@ -73,9 +103,12 @@ def current(ws: Workspace, change: Change) -> dict[str, Any] | None:
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
              prune: bool) -> list[Change]:
     """Every endpoint of the manifests, and with `prune` the managed ones of this stack that left them."""
-    changes = [plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack), live.endpoints.get(name),
-                    live.permissions.get(name), rollout=loaded.manifest.spec.rollout)
-               for name, loaded in sorted(manifests.endpoints.items())]
+    changes = []
+    for name, loaded in sorted(manifests.endpoints.items()):
+        change = plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack), live.endpoints.get(name),
+                      live.permissions.get(name), rollout=loaded.manifest.spec.rollout)
+        change.notes += reset_notes(loaded.manifest, resolved[name], change)
+        changes.append(change)
     if prune:
         changes += [plan(name, None, api, None) for name, api in sorted(live.prunable.items())]
     return changes
@@ -98,12 +131,18 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
         change.diff = diff({}, effective)
         change.operations = create_operations(name, effective)
         return change
-    change.diff = diff(live, effective)
-    change.replace_reasons = [reason for key, reason in REPLACE_KEYS.items() if effective.get(key) != live.get(key)]
+    change.diff = diff(live, comparable(effective))
+    change.replace_reasons = [reason for key, reason in IMMUTABLE_FIELDS.items() if effective.get(key) != live.get(key)]
     if change.replace_reasons:
         change.action = Action.REPLACE
         change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")] + \
             create_operations(name, effective)
+        kept = [what for what, present in (("tags", "tags" not in desired), ("the AI gateway", "ai_gateway" not in desired
+                and "ai_gateway" in live), ("direct grants", "permissions" not in desired and live.get("permissions")),
+                ("the budget policy", (live_api or {}).get("effective_budget_policy_id")),
+                ("email notifications", (live_api or {}).get("email_notifications"))) if present]
+        if kept:
+            change.notes.append(f"the new endpoint keeps what the manifest does not manage: {', '.join(kept)}")
         return change
     change.operations = operations(live, effective)
     if actual is not None and live_api is not None:  # ROLLOUT HOOK: version changes under spec.rollout
@@ -150,10 +189,14 @@ def operations(live: dict[str, Any], effective: dict[str, Any]) -> list[Operatio
     """The writes that turn `live` into `effective`, narrowest call per changed part, in the order
     apply makes them: the config write last, since an AI gateway write during its update is a 409."""
     ops: list[Operation] = []
+    effective = comparable(effective)
     add, delete = tag_changes(live, effective)
     if add or delete:
         ops.append(Operation("patch_tags", f"patch_tags(add: [{', '.join(sorted(add))}], delete: [{', '.join(delete)}])"))
     if live.get("ai_gateway", {}) != effective.get("ai_gateway", {}):
+        if moves_inference_table(live, effective):
+            ops.append(Operation("put_ai_gateway", "put_ai_gateway(inference_table_config disabled: an enabled "
+                                                   "table's location cannot change)", args={"step": "disable_table"}))
         ops.append(Operation("put_ai_gateway", "put_ai_gateway(" + ", ".join(sorted(effective.get("ai_gateway", {}))) + ")"))
     upsert, remove = permission_changes(live, effective)
     if remove:
@@ -167,6 +210,44 @@ def operations(live: dict[str, Any], effective: dict[str, Any]) -> list[Operatio
         versions = ", ".join(f"{n}=v{f.get('entity_version')}" for n, f in effective["served_entities"].items())
         ops.append(Operation("update_config", f"update_config({versions}; routes {routes})"))
     return ops
+
+
+def moves_inference_table(live: dict[str, Any], effective: dict[str, Any]) -> bool:
+    """An enabled inference table that stays enabled somewhere else: the API wants it disabled first."""
+    before = (live.get("ai_gateway") or {}).get("inference_table_config") or {}
+    after = (effective.get("ai_gateway") or {}).get("inference_table_config") or {}
+    return bool(before.get("enabled") and after.get("enabled") and
+                any(after.get(key) not in (None, before.get(key)) for key in INFERENCE_TABLE_LOCATION))
+
+
+def reset_notes(manifest: ServingEndpoint, versions: list[str], change: Change) -> list[str]:
+    """For this release: each served entity field that plan resets only because the manifest leaves
+    it out (it meant "not managed" before), and one line saying why. Values of environment
+    variables are not shown (they may be credentials)."""
+    if change.action not in (Action.UPDATE, Action.REPLACE):
+        return []
+    stated = {entity.name or default_entity_name(entity.entity_name, version): entity.model_fields_set
+              for entity, version in zip(manifest.spec.served_entities, versions, strict=True)}
+    resets: dict[tuple[str, str], list[Any]] = {}
+    for field_change in change.diff:
+        match = re.fullmatch(r"served_entities\[([A-Za-z0-9_-]+)\]\.([a-z_]+)(\[.*\])?", field_change.path)
+        if not match or field_change.before is None or match[1] not in stated:
+            continue
+        entity, key = match[1], match[2]
+        if key in stated[entity] or key not in MANAGED_ENTITY_FIELDS or key in ("entity_name", "entity_version"):
+            continue
+        resets.setdefault((entity, key), []).append(field_change)
+    notes = []
+    for (entity, key), found in sorted(resets.items()):
+        if key == "environment_vars":
+            names = ", ".join(c.path.rsplit("[", 1)[-1].rstrip("]") for c in found)
+            notes.append(f"served_entities[{entity}].environment_vars: {names} removed only because the manifest "
+                         "leaves environment_vars out")
+        else:
+            after = "unset" if found[0].after is None else found[0].after
+            notes.append(f"served_entities[{entity}].{key}: {found[0].before} → {after} only because the manifest "
+                         f"leaves {key} out")
+    return notes + [RESET_RULE] if notes else []
 
 
 def _only_adopts(live: dict[str, Any], effective: dict[str, Any], ops: list[Operation]) -> bool:
@@ -205,15 +286,18 @@ def apply_change(ex: Executor, change: Change) -> None:
     if api is not None and updating(api):
         ex.progress(address, "an update is in progress; waiting for it before writing")
         api = wait(ex, name, address, deadline, check_failure=False)
+    desired = change.desired or {}
+    replaced = None
     if change.action is Action.REPLACE and api is not None:
+        # What the new endpoint keeps is read before the old one goes (see the module docstring).
+        acl = ex.ws.get_endpoint_permissions(name, api["id"]) if api.get("id") else None
+        replaced = (api, acl)
         ex.ws.delete_endpoint(name)
         ex.wrote(address, f"delete_endpoint({name}) for replacement")
         api = None
-    desired = change.desired or {}
     if api is None:
-        api = _create(ex, change, desired)
-        if api is None:
-            return
+        _create(ex, change, desired, replaced)
+        return
     acl = ex.ws.get_endpoint_permissions(name, api["id"]) if "permissions" in desired and api.get("id") else None
     live = _before_rollout(api, live_endpoint(api, acl), address)  # ROLLOUT HOOK
     effective = overlay(desired, live)
@@ -231,6 +315,9 @@ def apply_change(ex: Executor, change: Change) -> None:
         if op.name == "patch_tags":
             add, delete = tag_changes(live, effective)
             ex.ws.patch_tags(name, add=add, delete=delete)
+        elif op.name == "put_ai_gateway" and op.args.get("step") == "disable_table":
+            gateway = live.get("ai_gateway") or {}
+            ex.ws.put_ai_gateway(name, {**gateway, "inference_table_config": {"enabled": False}})
         elif op.name == "put_ai_gateway":
             ex.ws.put_ai_gateway(name, effective.get("ai_gateway", {}))
         else:
@@ -244,31 +331,40 @@ def apply_change(ex: Executor, change: Change) -> None:
         ex.unchanged(address)
         return
     if config_op is not None:
-        _update_config(ex, name, address, config_payload(effective), deadline)
+        _update_config(ex, name, address, config_payload(effective, desired), deadline)
         ex.wrote(address, config_op.description)
     if config_op is not None or updating(api):
         _finish(ex, name, address, deadline)
     ex.unchanged(address)
 
-def _create(ex: Executor, change: Change, desired: dict[str, Any]) -> dict[str, Any] | None:
-    name, address = change.name, change.address
-    effective = overlay(desired, None)
-    payload = {"name": name, "config": config_payload(effective), "tags": effective.get("tags", {}),
+def create_payload(name: str, effective: dict[str, Any], desired: dict[str, Any],
+                   replaced: dict[str, Any] | None) -> dict[str, Any]:
+    """POST /serving-endpoints body: the effective state, and for a replace the settings of the
+    endpoint it replaces that manifests cannot state (KEPT_ON_REPLACE)."""
+    payload = {"name": name, "config": config_payload(effective, desired), "tags": effective.get("tags", {}),
                **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
+    for live_key, key in KEPT_ON_REPLACE.items():
+        if (replaced or {}).get(live_key):
+            payload[key] = replaced[live_key]  # type: ignore[index]
+    return payload
+
+def _create(ex: Executor, change: Change, desired: dict[str, Any],
+            replaced: tuple[dict[str, Any], dict[str, Any] | None] | None = None) -> None:
+    name, address = change.name, change.address
+    effective = overlay(desired, live_endpoint(*replaced) if replaced else None)
     try:
-        api = ex.ws.create_endpoint(payload)
+        api = ex.ws.create_endpoint(create_payload(name, effective, desired, replaced[0] if replaced else None))
     except Conflict:
         api = _adopt_existing(ex, name)  # a retried POST whose first attempt landed
     ex.wrote(address, f"create_endpoint({name})")
-    if "permissions" in desired and api.get("id"):
+    if effective.get("permissions") and api.get("id"):
         acl = ex.ws.get_endpoint_permissions(name, api["id"])
-        grants = {p: lvl for p, lvl in desired["permissions"].items()
+        grants = {p: lvl for p, lvl in effective["permissions"].items()
                   if live_endpoint(api, acl).get("permissions", {}).get(p) != lvl}
         if grants:
             ex.ws.update_permissions(name, api["id"], acl_payload(grants), replace=False)
             ex.wrote(address, f"update_permissions({', '.join(sorted(grants))})")
     _finish(ex, name, address, time.monotonic() + ex.options.timeout_seconds)
-    return None
 
 def _adopt_existing(ex: Executor, name: str) -> dict[str, Any]:
     api = ex.ws.get_endpoint(name)
@@ -284,8 +380,19 @@ def _update_config(ex: Executor, name: str, address: str, payload: dict[str, Any
         # 409: an update is in progress. Ours, if a retried PUT's first attempt landed (then the
         # pending config is what we sent); else someone else's: wait it out and write once more.
         api = wait(ex, name, address, deadline, check_failure=False)
-        if live_endpoint(api)["served_entities"] != live_endpoint({"config": payload})["served_entities"]:
+        if not _serves(api, payload):
             ex.ws.update_config(name, payload)
+
+def _serves(api: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Whether the endpoint's config is `payload`'s: every field sent (but the write-only ones, which
+    GET never shows) as sent, server-filled fields aside."""
+    serving = live_endpoint(api)["served_entities"]
+    for entity in payload["served_entities"]:
+        live = serving.get(entity["name"])
+        sent = {k: v for k, v in entity.items() if k != "name" and k not in WRITE_ONLY_ENTITY_FIELDS}
+        if live is None or any(live.get(k) != v for k, v in sent.items()):
+            return False
+    return set(serving) == {e["name"] for e in payload["served_entities"]}
 
 def _finish(ex: Executor, name: str, address: str, deadline: float) -> None:
     if not ex.options.wait:

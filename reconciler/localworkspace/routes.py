@@ -226,6 +226,48 @@ def permission_levels(state: WorkspaceState, request: Request) -> dict[str, Any]
     return state.serving.permission_levels(request.params["endpoint_id"], request.caller)
 
 
+# -- Unity Catalog catalogs and schemas (containers.py) -------------------------------------------
+
+CATALOGS = "/api/2.1/unity-catalog/catalogs"
+SCHEMAS = "/api/2.1/unity-catalog/schemas"
+
+
+def _caller_name(state: WorkspaceState, request: Request) -> str:
+    return state.serving.caller_or_default(request.caller).name
+
+
+@route("POST", CATALOGS)
+def create_catalog(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.containers.create_catalog(request.body, _caller_name(state, request))
+
+
+@route("GET", CATALOGS + "/{name}")
+def get_catalog(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.containers.catalog_info(request.params["name"])
+
+
+@route("DELETE", CATALOGS + "/{name}")
+def delete_catalog(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.containers.delete_catalog(request.params["name"], force=query_bool(request.query, "force"))
+    return {}
+
+
+@route("POST", SCHEMAS)
+def create_schema(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.containers.create_schema(request.body, _caller_name(state, request))
+
+
+@route("GET", SCHEMAS + "/{full_name}")
+def get_schema(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    return state.containers.schema_info(request.params["full_name"])
+
+
+@route("DELETE", SCHEMAS + "/{full_name}")
+def delete_schema(state: WorkspaceState, request: Request) -> dict[str, Any]:
+    state.containers.delete_schema(request.params["full_name"], force=query_bool(request.query, "force"))
+    return {}
+
+
 # -- Unity Catalog models ------------------------------------------------------------------------
 
 MODELS = "/api/2.1/unity-catalog/models"

@@ -1,6 +1,6 @@
 """Everything the local workspace holds, behind one lock.
 
-`WorkspaceState` groups the per-domain stores (Unity Catalog models and grants, serving
+`WorkspaceState` groups the per-domain stores (Unity Catalog catalogs, schemas, models and grants, serving
 endpoints, dependent resources and secrets, workspace files, the principals and their tokens,
 queries to served models, MLflow runs and logged models, registration) and the one re-entrant
 lock that makes every request atomic: the server holds `lock` while a route handler runs (a
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.localworkspace.catalog import Catalog
+from reconciler.localworkspace.containers import Containers
 from reconciler.localworkspace.grants import Grants
 from reconciler.localworkspace.identities import Identities, Principal
 from reconciler.localworkspace.mlflow_tracking import Tracking
@@ -35,6 +36,7 @@ class WorkspaceState:
         self.identities = Identities.with_default_user(user)
         self.grants = Grants()
         self.catalog = Catalog(user)
+        self.containers = Containers(self.catalog, user)  # catalogs and schemas
         self.serving = Serving(self.catalog, self.identities, update_seconds)
         self.resources = Resources(user)
         self.files = WorkspaceFiles(user)

@@ -10,7 +10,15 @@ import re
 from typing import TYPE_CHECKING
 
 from reconciler.errors import Problem
-from reconciler.manifests.model import RegisteredModel, ServingEndpoint, principal_of
+from reconciler.manifests.model import (
+    KNOWN_WORKLOAD_SIZES,
+    KNOWN_WORKLOAD_TYPES,
+    WORKLOAD_TYPE_NAME,
+    RegisteredModel,
+    ServingEndpoint,
+    principal_of,
+)
+from reconciler.normalize import Semantics, rules
 from reconciler.terms import (
     ALIAS_NAME,
     ENDPOINT_NAME,
@@ -28,7 +36,8 @@ from reconciler.terms import (
 if TYPE_CHECKING:  # the loader calls these checks; its types are only annotations here
     from reconciler.manifests.loader import Loaded, Manifests
 
-
+# Open enums (model.py): the values this release knows, by served entity field.
+KNOWN_VALUES = {"workload_type": KNOWN_WORKLOAD_TYPES, "workload_size": KNOWN_WORKLOAD_SIZES}
 
 
 def check_manifests(manifests: Manifests) -> list[Problem]:
@@ -38,6 +47,64 @@ def check_manifests(manifests: Manifests) -> list[Problem]:
     for endpoint in manifests.endpoints.values():
         problems += _check_endpoint(endpoint, manifests)
     return problems
+
+
+def check_warnings(manifests: Manifests) -> list[Problem]:
+    """What validate (and plan) print as warnings: enum values this release does not know. The
+    server decides; they are sent as written."""
+    warnings = []
+    for loaded in manifests.endpoints.values():
+        for i, entity in enumerate(loaded.manifest.spec.served_entities):
+            for key, known in KNOWN_VALUES.items():
+                value = getattr(entity, key)
+                if value is not None and _enum_problem(key, value) is None and value not in known:
+                    warnings.append(loaded.problem(
+                        ("spec", "served_entities", i, key),
+                        f"{key} '{value}' is not one this release knows ({', '.join(known)}); it is sent as "
+                        "written and the workspace decides: check the spelling, or ignore this if the workspace "
+                        "offers it"))
+    return warnings
+
+
+def _enum_problem(key: str, value: str) -> str | None:
+    """An open enum's value that is wrong whatever the server knows: a known one in the wrong case,
+    or (workload types) not an upper-case name at all."""
+    known = KNOWN_VALUES[key]
+    if value in known:
+        return None
+    same = [k for k in known if k.lower() == value.lower()]
+    if same:
+        return f"{key} '{value}' is written in the wrong case; did you mean '{same[0]}'?"
+    if key == "workload_type" and not re.fullmatch(WORKLOAD_TYPE_NAME, value):
+        return (f"{key} '{value}' is not a workload type name (upper-case letters, digits and '_'); use one of "
+                f"{', '.join(known)}")
+    return None
+
+
+def _field_rule_problems(loaded: Loaded[ServingEndpoint], i: int) -> list[Problem]:
+    """The field-semantics table's rows for one served entity (normalize.FIELD_RULES): fields it
+    must state, fields it cannot state together, and the open enums' values. One problem per
+    field: the first row that fails it."""
+    entity = loaded.manifest.spec.served_entities[i]
+    fields = entity.model_dump(exclude_none=True)
+    label = f"served entity '{entity.name}'" if entity.name else f"served_entities[{i}]"
+    loc = ("spec", "served_entities", i)
+    found: dict[str, Problem] = {}
+    for rule in rules(Semantics.EXCLUSIVE, fields):
+        key = rule.entity_field or ""
+        others = [other for other in rule.others if other in fields]
+        if key in fields and others:
+            found.setdefault(key, loaded.problem(loc + (key,), f"{label} sets both {key} and {others[0]}; {rule.fix}"))
+    for rule in rules(Semantics.REQUIRED, fields):
+        key = rule.entity_field or ""
+        if key not in fields:
+            found.setdefault(key, loaded.problem(loc, f"{label} leaves out {key}, which has no default in the API; "
+                                                      f"{rule.fix}"))
+    for key in KNOWN_VALUES:
+        message = _enum_problem(key, fields[key]) if key in fields else None
+        if message:
+            found.setdefault(key, loaded.problem(loc + (key,), message))
+    return sorted(found.values(), key=lambda p: (p.line or 0, p.col or 0))
 
 
 def _check_model(loaded: Loaded[RegisteredModel]) -> list[Problem]:
@@ -77,6 +144,7 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
     for i, entity in enumerate(spec.served_entities):
         loc = ("spec", "served_entities", i)
         problems += _check_entity(loaded, i, manifests)
+        problems += _field_rule_problems(loaded, i)
         name = entity.name or (default_entity_name(entity.entity_name, entity.entity_version)
                                if entity.entity_version else None)
         if name is None:
@@ -90,6 +158,9 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
     problems += _check_traffic(loaded, names)
     if spec.rollout is not None:
         problems += _check_rollout(loaded)
+    for rule in rules(Semantics.DEPRECATED):
+        if rule.field in spec.model_fields_set and getattr(spec, rule.field, None) is not None:
+            problems.append(loaded.problem(("spec", rule.field), f"{rule.field} is deprecated: {rule.fix}", key=True))
     for key in spec.tags or {}:
         if key in OWN_TAGS:
             problems.append(loaded.problem(("spec", "tags", key),

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.manifests.checks import check_manifests
+from reconciler.manifests.checks import check_manifests, check_warnings
 from reconciler.manifests.model import API_VERSION, DURATION_PATTERN, KINDS, RegisteredModel, ServingEndpoint
 from reconciler.manifests.policy_model import Policy
 from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
@@ -47,7 +47,8 @@ class Manifests:
     endpoints: dict[str, Loaded[ServingEndpoint]] = field(default_factory=dict)
     policies: dict[str, Loaded[Policy]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
-    # Broken warning-severity policy rules (reconciler/policy.py): printed, never fatal.
+    # Printed, never fatal: enum values this release does not know (checks.check_warnings) and
+    # broken warning-severity policy rules (reconciler/policy.py).
     warnings: list[Problem] = field(default_factory=list)
     # Names of RegisteredModel documents that failed validation: cross-checks must not then claim
     # that nothing defines them (the real problem is already reported).
@@ -113,11 +114,13 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
     stand_ins = {(loaded.source.path, pos) for table in (manifests.models, manifests.endpoints, manifests.policies)
                  for loaded in table.values() for pos in loaded.source.flagged_positions()}
     found = check_manifests(manifests)
+    manifests.warnings += check_warnings(manifests)
     if manifests.policies:  # the CEL engine is imported only here: no policies, no cost
         from reconciler.policy import check_desired, compile_policies
 
         compiled, compile_problems = compile_policies(manifests.policies.values())
-        violations, manifests.warnings = check_desired(compiled, manifests, stack=stack)
+        violations, policy_warnings = check_desired(compiled, manifests, stack=stack)
+        manifests.warnings += policy_warnings
         found += compile_problems + violations
     problems += [p for p in found if (p.path, Position(p.line or 1, p.col or 1)) not in stand_ins]
     if problems:
@@ -246,10 +249,23 @@ def _show(value: Any) -> str:
     return str(value)[:60]
 
 
+def _deprecated(model: type[BaseModel], loc: Loc) -> str | None:
+    """An endpoint field the API deprecated (normalize.FIELD_RULES), with its migration."""
+    from reconciler.normalize import Semantics, rules
+
+    if model is not ServingEndpoint or len(loc) != 2 or loc[0] != "spec":
+        return None
+    rule = next((r for r in rules(Semantics.DEPRECATED) if r.field == loc[1]), None)
+    return f"'{loc[1]}' is deprecated and not in the manifest format: {rule.fix}" if rule else None
+
+
 def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error: Any) -> Problem:
     loc: Loc = tuple(p for p in error["loc"] if p != "[key]")
     kind = error["type"]
     if kind == "extra_forbidden":
+        deprecated = _deprecated(model, loc)
+        if deprecated:
+            return source.problem(loc, deprecated, key=True)
         parent = _model_at(model, loc[:-1])
         allowed = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)

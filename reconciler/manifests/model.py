@@ -5,7 +5,9 @@ so the API reference applies to manifests. The few conveniences: `tags` is a map
 map, a served entity may name its version through `alias:`, and `resources` lists what the agent
 needs at query time by MLflow resource type.
 
-`None` always means "not managed here": a field left out of a manifest is left as it is live.
+`None` means "left out". Left out of a served entity, a field means the API's default (a served
+entity is complete: normalize.py rule 3, `FIELD_RULES`); left out of the endpoint, a block
+(`ai_gateway`, `tags`, `permissions`, `description`) is not managed and stays as it is live.
 All models are strict (no "yes" → True or 3.0 → 3 coercion) and forbid unknown fields.
 """
 
@@ -38,8 +40,26 @@ VersionString = Annotated[
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[1-9][0-9]*$"}, {"type": "integer", "minimum": 1}],
                     "description": 'A model version number: "3" (or 3).'}),
 ]
-WorkloadType = Literal["CPU", "CPU_MEDIUM", "CPU_LARGE", "GPU_SMALL", "GPU_MEDIUM", "GPU_LARGE",
-                       "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM"]
+# Enum values the server knows can be newer than this release: the real server knows newer workload
+# types than any SDK (SDK 0.156's `_enum()` turns unknown ones into None), and "additional custom
+# workload sizes can also be used when available in the workspace" (ServedEntityInput.workload_size
+# docstring). So these fields take any name: the schema suggests the known ones, checks.py refuses
+# a known one in the wrong case and warns about the others (the server decides).
+KNOWN_WORKLOAD_TYPES = ("CPU", "CPU_MEDIUM", "CPU_LARGE", "GPU_SMALL", "GPU_MEDIUM", "GPU_LARGE", "GPU_XLARGE",
+                        "GPU_XLARGE_8", "MULTIGPU_MEDIUM")  # SDK 0.156 ServingModelWorkloadType
+KNOWN_WORKLOAD_SIZES = ("Small", "Medium", "Large")  # ServedEntityInput.workload_size docstring
+WORKLOAD_TYPE_NAME = r"^[A-Z][A-Z0-9_]*$"  # every workload type the API lists is an upper-case name
+
+
+def _open_enum(known: tuple[str, ...], pattern: str | None, description: str) -> Any:
+    other: dict[str, Any] = {"type": "string", **({"pattern": pattern} if pattern else {})}
+    return Annotated[str, WithJsonSchema({"anyOf": [{"enum": list(known)}, other], "description": description})]
+
+
+WorkloadType = _open_enum(KNOWN_WORKLOAD_TYPES, WORKLOAD_TYPE_NAME,
+                          "CPU (the default), GPU_SMALL, ...; a type newer than this release is sent as written.")
+WorkloadSize = _open_enum(KNOWN_WORKLOAD_SIZES, None,
+                          "Small, Medium or Large, or a custom size the workspace offers.")
 PermissionLevel = Literal["CAN_MANAGE", "CAN_QUERY", "CAN_VIEW"]
 
 
@@ -68,9 +88,10 @@ class ServedEntity(_Strict):
     entity_name: str = Field(description="Unity Catalog model, catalog.schema.model")
     entity_version: VersionString | None = None
     alias: str | None = Field(default=None, description="Serve the version this alias points at (resolved at plan time).")
-    workload_size: Literal["Small", "Medium", "Large"] | None = None
+    workload_size: WorkloadSize | None = None
     workload_type: WorkloadType | None = None
-    scale_to_zero_enabled: bool | None = None
+    scale_to_zero_enabled: bool | None = Field(
+        default=None, description="Required unless the entity is provisioned throughput (the API has no default).")
     min_provisioned_throughput: Annotated[int, Field(ge=0)] | None = None
     max_provisioned_throughput: Annotated[int, Field(ge=0)] | None = None
     min_provisioned_concurrency: Annotated[int, Field(ge=0)] | None = None
@@ -139,7 +160,8 @@ class AiGateway(_Strict):
 
 
 class AutoCaptureConfig(InferenceTableConfig):
-    """Legacy inference tables (prefer ai_gateway.inference_table_config): the same four fields."""
+    """Legacy inference tables: refused by validate (they can no longer be enabled); kept in the
+    format so that the refusal can point at the block and say what to write instead."""
 
 
 class Permission(_Strict):
@@ -239,7 +261,9 @@ class Rollout(_Strict):
 class ServingEndpointSpec(_Strict):
     served_entities: Annotated[list[ServedEntity], Field(min_length=1)]
     traffic_config: TrafficConfig | None = None
-    auto_capture_config: AutoCaptureConfig | None = None
+    auto_capture_config: AutoCaptureConfig | None = Field(
+        default=None, json_schema_extra={"deprecated": True},
+        description="Deprecated: legacy inference tables can no longer be enabled; use ai_gateway.inference_table_config.")
     ai_gateway: AiGateway | None = None
     tags: dict[str, str] | None = None
     permissions: list[Permission] | None = Field(

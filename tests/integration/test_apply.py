@@ -64,7 +64,7 @@ def _scenarios():
         endpoint(docs)["spec"]["tags"] = {"team": "cx"}
 
     def gateway(docs):
-        endpoint(docs)["spec"]["ai_gateway"]["usage_tracking_config"]["enabled"] = False
+        endpoint(docs)["spec"]["ai_gateway"]["usage_tracking_config"] = {"enabled": True}
 
     def permissions(docs):
         endpoint(docs)["spec"]["permissions"] = [{"group_name": "support-team", "permission_level": "CAN_VIEW"}]

@@ -76,8 +76,11 @@ def test_rate_limiting_beyond_the_retry_budget(seeded_workspace, tmp_path):
 
 
 def test_unexpected_fields_and_enum_values_from_the_workspace_are_not_changes(seeded_workspace, tmp_path):
-    """A newer API may answer with fields and enum values this SDK does not know: they are ignored
-    (the SDK drops unknown fields and parses unknown enum values to None), never a crash or a diff."""
+    """A newer API may answer with fields and enum values this release does not know: fields are kept
+    as the server sent them (never a crash or a diff), and an enum value of a field the manifest
+    states is compared as written. Here the manifest leaves workload_type out, which means the
+    API's default (CPU): the plan shows that reset explicitly, and says why (this used to be
+    silent: a field left out was not managed)."""
     ws = seeded_workspace
     path = write(tmp_path, base_documents())
     assert run(ws, "apply", path, "--auto-approve").code == 0
@@ -89,5 +92,10 @@ def test_unexpected_fields_and_enum_values_from_the_workspace_are_not_changes(se
     raw = ws.client().api_client.do("GET", "/api/2.0/serving-endpoints/support-agent")
     assert raw["config"]["served_entities"][0]["workload_type"] == "GPU_FROM_THE_FUTURE"  # on the wire
     assert raw["ai_gateway"]["future_block"] == {"enabled": True}
-    result = run(ws, "plan", path, "--detailed-exitcode")
+    result = run(ws, "plan", path, "--format", "json")
     assert (result.code, result.err) == (0, ""), result.out + result.err
+    [change] = [c for c in result.json["changes"] if c["address"] == "serving_endpoint.support-agent"]
+    assert change["diff"] == [{"path": "served_entities[champion].workload_type", "before": "GPU_FROM_THE_FUTURE",
+                               "after": "CPU"}]
+    assert "served_entities[champion].workload_type: GPU_FROM_THE_FUTURE → CPU only because the manifest leaves " \
+           "workload_type out" in change["notes"]

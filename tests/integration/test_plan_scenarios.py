@@ -33,14 +33,17 @@ def test_empty_workspace_plans_everything_as_create(workspace, tmp_path):
         {"apiVersion": "reconciler/v1", "kind": "RegisteredModel", "metadata": {"name": "main.agents.fresh"},
          "spec": {"comment": "new"}},
         {"apiVersion": "reconciler/v1", "kind": "ServingEndpoint", "metadata": {"name": "fresh"},
-         "spec": {"served_entities": [{"entity_name": "main.agents.other", "entity_version": 1}], "tags": {"a": "b"}}},
+         "spec": {"served_entities": [{"entity_name": "main.agents.other", "entity_version": 1, "workload_size": "Small",
+                                       "scale_to_zero_enabled": True}], "tags": {"a": "b"}}},
     ]
     plan = plan_json(workspace, write(tmp_path, docs))
+    entity = "served_entities[other-1]"
     assert summary(plan) == {
         "registered_model.main.agents.fresh": ("create", ["comment"], ["create_model"]),
         "serving_endpoint.fresh": ("create", [
-            "served_entities[other-1].entity_name", "served_entities[other-1].entity_version",
-            "tags[a]", "tags[managed-by]", "traffic[other-1]"], ["create_endpoint"]),
+            f"{entity}.entity_name", f"{entity}.entity_version", f"{entity}.scale_to_zero_enabled",
+            f"{entity}.workload_size", f"{entity}.workload_type", "tags[a]", "tags[managed-by]", "traffic[other-1]"],
+            ["create_endpoint"]),
     }
     assert writes(workspace) == []  # a plan never writes
 
@@ -54,7 +57,8 @@ def test_after_apply_the_plan_is_empty(deployed, tmp_path):
 
 def test_server_filled_defaults_and_reordered_lists_are_not_changes(make_workspace, tmp_path):
     """An endpoint created by someone else: the server filled the entity name, workload_type CPU,
-    the 100% route (with both name keys), sorted the tags; the manifest leaves all that out."""
+    the 100% route (with both name keys), sorted the tags; the manifest leaves all that out (its
+    workload_type is the API's default, CPU: normalize.FIELD_RULES)."""
     ws = make_workspace(ROOT / "tests" / "seeds" / "support_agent.yaml")
     ws.add_seed({"serving_endpoints": [{
         "name": "legacy", "config": {"served_entities": [{"entity_name": MODEL, "entity_version": "3",
@@ -62,7 +66,8 @@ def test_server_filled_defaults_and_reordered_lists_are_not_changes(make_workspa
         "tags": [{"key": "zeta", "value": "1"}, {"key": "managed-by", "value": "reconciler"}, {"key": "alpha", "value": "2"}],
     }]})
     docs = [{"apiVersion": "reconciler/v1", "kind": "ServingEndpoint", "metadata": {"name": "legacy"},
-             "spec": {"served_entities": [{"entity_name": MODEL, "entity_version": 3, "workload_size": "Small"}],
+             "spec": {"served_entities": [{"entity_name": MODEL, "entity_version": 3, "workload_size": "Small",
+                                           "scale_to_zero_enabled": False}],
                       "tags": {"alpha": "2", "zeta": "1"}}}]
     api = ws.client().serving_endpoints.get("legacy").as_dict()
     assert api["config"]["served_entities"][0]["name"] == "support_agent-3"
@@ -123,7 +128,7 @@ def test_tag_change_patches_only_the_keys_that_differ(deployed, tmp_path):
 
 def test_ai_gateway_change(deployed, tmp_path):
     ws, docs = deployed
-    endpoint(docs)["spec"]["ai_gateway"]["usage_tracking_config"]["enabled"] = False
+    endpoint(docs)["spec"]["ai_gateway"]["usage_tracking_config"] = {"enabled": True}
     plan = plan_json(ws, write(tmp_path, docs))
     assert summary(plan)[EP] == ("update", ["ai_gateway.usage_tracking_config.enabled"], ["put_ai_gateway"])
 

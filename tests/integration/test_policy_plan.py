@@ -85,24 +85,29 @@ def test_drift_that_breaks_a_policy_is_a_plan_warning(deployed):
 
 
 def test_a_live_value_left_unmanaged_that_breaks_a_rule_fails_plan_and_apply(deployed, tmp_path):
-    """The manifest leaves scale_to_zero_enabled out (not managed), under a rule that allows that; the
-    live endpoint scales to zero, and would keep doing so after apply. Validate cannot see it."""
+    """The manifest leaves `ai_gateway` out entirely (not managed), under a rule that allows that; the
+    live endpoint's inference table is off, and would stay off after apply. Validate cannot see it.
+    (This used to leave a served entity's scale_to_zero_enabled out: served entities are complete
+    now, so a field left out of one means the API's default and is never unmanaged.)"""
+    from databricks.sdk.service.serving import AiGatewayInferenceTableConfig
+
     ws, _ = deployed
     docs = production_ready()
-    for entity in endpoint(docs)["spec"]["served_entities"]:
-        del entity["scale_to_zero_enabled"]
+    del endpoint(docs)["spec"]["ai_gateway"]
     lenient = yaml.safe_load((ROOT / "examples" / "policies" / "production.yaml").read_text(encoding="utf-8"))
     lenient = copy.deepcopy(lenient)
-    lenient["spec"]["rules"][1]["expression"] = \
-        "object.spec.served_entities.all(e, !has(e.scale_to_zero_enabled) || !e.scale_to_zero_enabled)"
+    lenient["spec"]["rules"][0]["expression"] = (
+        "!has(object.spec.ai_gateway) || (has(object.spec.ai_gateway.inference_table_config) && "
+        "object.spec.ai_gateway.inference_table_config.enabled)")
     path = write(tmp_path, docs, "unmanaged.yaml")
     policy = write(tmp_path, [lenient], "policy.yaml")
     assert run(ws, "validate", path, policy, env=PROD).code == 0
-    set_scale_to_zero_live(ws, True)
+    ws.client().serving_endpoints.put_ai_gateway("support-agent", inference_table_config=AiGatewayInferenceTableConfig(
+        enabled=False))
     ws.reset_requests()
-    expected = (f"{at(path, '- name: champion')}: policy 'production-serving' rule 'no-scale-to-zero': production endpoint support-agent "
-                f"may scale to zero (cold starts); set scale_to_zero_enabled: false on every served entity "
-                f"({UNMANAGED})\n")
+    expected = (f"{at(path, 'served_entities:')}: policy 'production-serving' rule 'inference-table': production "
+                "endpoint without an inference table; add ai_gateway.inference_table_config with catalog_name, "
+                f"schema_name, table_name_prefix and enabled: true ({UNMANAGED})\n")
     result = run(ws, "plan", path, policy, env=PROD)
     assert (result.code, result.out, result.err) == (1, "", expected)
     applied = run(ws, "apply", path, policy, "--auto-approve", env=PROD)

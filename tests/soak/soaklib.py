@@ -101,8 +101,9 @@ class Changes:
     def gateway(self, docs: list[dict[str, Any]]) -> str:
         gateway = self._endpoint(docs)["spec"]["ai_gateway"]
         if self.rng.random() < 0.5:
-            gateway["usage_tracking_config"]["enabled"] = not gateway["usage_tracking_config"]["enabled"]
-            return f"ai_gateway usage tracking {gateway['usage_tracking_config']['enabled']}"
+            tracking = gateway.setdefault("usage_tracking_config", {"enabled": False})
+            tracking["enabled"] = not tracking["enabled"]
+            return f"ai_gateway usage tracking {tracking['enabled']}"
         if gateway.get("rate_limits"):
             del gateway["rate_limits"]
             return "ai_gateway: no rate limits"
