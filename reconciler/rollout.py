@@ -390,6 +390,8 @@ def run(ex: Executor, change: Change, api: dict[str, Any], desired: dict[str, An
     view = before(live, marker)
     effective = overlay(desired, view)
     now = situation(rollout.spec, api, live, view, effective, desired.get("served_entities", {}), change.address)
+    if now.marker is not None:
+        rollout.origin[now.marker.new] = now.marker.entity
     if now.marker is not None and now.resumed is None:
         rollout.end(now.marker, view)
     baseline = view
@@ -406,6 +408,10 @@ class _Rollout:
 
     def __init__(self, ex: Executor, change: Change, spec: dict[str, Any] | None) -> None:
         self.ex, self.name, self.address, self.spec = ex, change.name, change.address, spec
+        # What the manifest states of each served entity (config_payload resends server-filled
+        # values only where stated); a temporary entity states what the entity it stands for does.
+        self.stated: dict[str, Any] = (change.desired or {}).get("served_entities", {})
+        self.origin: dict[str, str] = {}  # temporary entity name -> the manifest's entity
 
     # -- the phases --------------------------------------------------------------------------------
 
@@ -413,6 +419,7 @@ class _Rollout:
         spec = self.spec or {}
         steps = [p for p in spec.get("steps") or [] if p >= start] if target.share else []
         label = f"rollout {target.entity} v{target.version_from} → v{target.version_to}"
+        self.origin[target.new] = target.entity
         try:
             if start == 0:
                 self.mark(Marker(target.entity, target.new, target.version_to, 0))
@@ -557,7 +564,10 @@ class _Rollout:
             api = self.wait()
         live = live_endpoint(api)
         if any(live.get(k) != config.get(k) for k in CONFIG_KEYS):
-            serving_endpoint._update_config(self.ex, self.name, self.address, config_payload(config), self.deadline())
+            stated = {"served_entities": {n: self.stated.get(self.origin.get(n, n), {})
+                                          for n in config.get("served_entities", {})}}
+            serving_endpoint._update_config(self.ex, self.name, self.address, config_payload(config, stated),
+                                            self.deadline())
             self.ex.wrote(self.address, description)
             api = self.wait()
         return api
