@@ -9,7 +9,7 @@ from __future__ import annotations
 from reconciler.errors import Problem
 from reconciler.live import LiveState, mlmodel_resources
 from reconciler.manifests.loader import Manifests
-from reconciler.terms import SECRET_REF
+from reconciler.terms import SECRET_REF, is_source
 from reconciler.workspace import RESOURCE_TYPES
 
 FIX_VERSION = "register it first (mlflow.register_model) or point at another version"
@@ -77,7 +77,7 @@ def _secret_problems(loaded, i, live: LiveState) -> list[Problem]:  # type: igno
 def _mlmodel_problems(loaded, i, version: str, live: LiveState, warnings: list[str]) -> list[Problem]:  # type: ignore[no-untyped-def]
     entity = loaded.manifest.spec.served_entities[i]
     mlmodel = live.mlmodels.get((entity.entity_name, version))
-    label = f"version {version} of '{entity.entity_name}'"
+    label = f"the agent logged as {version}" if is_source(version) else f"version {version} of '{entity.entity_name}'"
     if mlmodel is None:
         warnings.append(f"serving_endpoint.{loaded.name}: {label} has no readable MLmodel file; its resources were "
                         "not cross-checked")
