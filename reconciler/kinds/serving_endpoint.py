@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.diff import diff
 from reconciler.errors import Conflict
+from reconciler.kinds import model_version
 from reconciler.normalize import acl_payload, config_payload, desired_endpoint, live_endpoint, overlay
 from reconciler.plan import Action, Change, Operation, fingerprint
-from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, managed, updating
+from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, managed, updating, version_label
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
@@ -114,7 +115,7 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
 
 
 def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
-    entities = ", ".join(f"{n}={f['entity_name'].rsplit('.', 1)[-1]} v{f['entity_version']}"
+    entities = ", ".join(f"{n}={f['entity_name'].rsplit('.', 1)[-1]} {version_label(f['entity_version'])}"
                          for n, f in effective["served_entities"].items())
     ops = [Operation("create_endpoint", f"create_endpoint({entities})")]
     grants = effective.get("permissions") or {}
@@ -142,7 +143,7 @@ def operations(live: dict[str, Any], effective: dict[str, Any]) -> list[Operatio
                              f"update_permissions({', '.join(f'{p} → {lvl}' for p, lvl in sorted(upsert.items()))})"))
     if any(live.get(k) != effective.get(k) for k in CONFIG_KEYS):
         routes = " ".join(f"{n}={p}%" for n, p in effective["traffic"].items())
-        versions = ", ".join(f"{n}=v{f.get('entity_version')}" for n, f in effective["served_entities"].items())
+        versions = ", ".join(f"{n}={version_label(f.get('entity_version'))}" for n, f in effective["served_entities"].items())
         ops.append(Operation("update_config", f"update_config({versions}; routes {routes})"))
     return ops
 
@@ -178,6 +179,9 @@ def permission_changes(live: dict[str, Any], effective: dict[str, Any]) -> tuple
 
 def apply_change(ex: Executor, change: Change) -> None:
     name, address = change.name, change.address
+    desired = model_version.entity_numbers(ex, change)  # versions named by a source: the number registered
+    if desired is None:
+        return  # skipped: a version it would serve was not registered
     deadline = time.monotonic() + ex.options.timeout_seconds
     api = ex.ws.get_endpoint(name)
     if api is not None and updating(api):
@@ -187,7 +191,6 @@ def apply_change(ex: Executor, change: Change) -> None:
         ex.ws.delete_endpoint(name)
         ex.wrote(address, f"delete_endpoint({name}) for replacement")
         api = None
-    desired = change.desired or {}
     if api is None:
         api = _create(ex, change, desired)
         if api is None:
