@@ -70,8 +70,8 @@ Seed format (YAML or JSON; every key optional, no other top-level key allowed):
         versions:
           - version: 3
             status: READY                         # or PENDING_REGISTRATION | FAILED_REGISTRATION
-            source: dbfs:/...                     # optional, like run_id and comment
-            run_id: 0a1b2c
+            source: dbfs:/...                     # optional, like run_id, comment, model_id (the logged
+            run_id: 0a1b2c                        #   model it came from) and tags (MLflow version tags)
             mlmodel: {flavors: {...}, resources: {...}}   # the MLmodel file, served as YAML by the Files API
             deploy_failure: "ImportError: ..."    # deploying this version ends UPDATE_FAILED with this message
             serving: {reply: "...", latency_ms: 40}  # how it answers queries (queries.py: reply, latency_ms,
