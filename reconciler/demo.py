@@ -1,15 +1,18 @@
 """`make demo`: the tour a new user runs with no Databricks account.
 
-Starts the local workspace (seeded with model versions, a secret scope and a vector index), then
-runs the real `reconciler` commands one after another, printing each as you would type it:
-validate, plan (everything to create), apply, plan again (no changes), an edit made from outside
-(as someone clicking in the UI would) and the drift plan, a promotion of challenger to champion
-by editing the manifest, and apply. The workspace is stopped at the end, whatever happens.
+Starts the local workspace (seeded with the model's earlier versions, the new agent as MLflow logged
+it and not registered yet, a secret scope and a vector index), then runs the real `reconciler`
+commands one after another, printing each as you would type it: validate, plan (register the
+logged agent, create the endpoint, set the challenger alias), apply, plan again (no changes), an
+edit made from outside (as someone clicking in the UI would) and the drift plan, a promotion of
+challenger to champion by editing the manifest (the same logged agent: already registered), and
+apply. The workspace is stopped at the end, whatever happens.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN = "demo-token"
+LOGGED_AGENT = "models:/m-6a1f2b3c4d5e4f60718293a4b5c6d7e8"  # the challenger in manifests/support-agent.yaml
 
 
 def banner(step: str, text: str) -> None:
@@ -60,19 +64,20 @@ def main() -> None:
         os.chdir(workdir)
         banner("1", "validate the manifests offline")
         reconciler("validate", env=env)
-        banner("2", "plan: the endpoint does not exist yet (create); the challenger alias is new (update)")
+        banner("2", "plan: register the logged agent (challenger), create the endpoint, set the alias")
         reconciler("plan", env=env)
-        banner("3", "apply: create the endpoint, wait until it serves, then move the challenger alias")
+        banner("3", "apply: register it (MLflow's client), wait until READY, create the endpoint, wait until it "
+                    "serves, then set the challenger alias")
         reconciler("apply", "--auto-approve", env=env)
         banner("4", "plan again: nothing to do (a second apply would make zero writes)")
         reconciler("plan", "--detailed-exitcode", env=env)
         banner("5", "someone edits the endpoint in the UI: tag team=platform, and 50/50 traffic")
         drift(env)
         reconciler("plan", "--detailed-exitcode", env=env, expect=(2,))
-        banner("6", "promote challenger to champion: edit the manifest (champion: 3 → 4) and apply")
+        banner("6", "promote challenger to champion: name the same logged agent (already registered) and apply")
         path = manifests / "support-agent.yaml"
-        path.write_text(path.read_text().replace("champion: 3", "champion: 4"))
-        print("$ sed -i 's/champion: 3/champion: 4/' manifests/support-agent.yaml")
+        path.write_text(re.sub(r"champion: 3\b.*", f"champion: {LOGGED_AGENT}   # promoted", path.read_text()))
+        print(f"$ sed -i 's|champion: 3 .*|champion: {LOGGED_AGENT}   # promoted|' manifests/support-agent.yaml")
         reconciler("apply", "--auto-approve", env=env)
         banner("7", "and once more: converged")
         reconciler("plan", "--detailed-exitcode", env=env)
