@@ -235,3 +235,53 @@ def test_run_uris_resolve_as_mlflow_resolves_them(make_workspace, tmp_path):
     assert again.code == 0 and "No changes." in again.out
     # The only non-GET: MLflow's search for the logged model a run URI names (a read sent as POST).
     assert landed(ws) == [("POST", "/api/2.0/mlflow/logged-models/search")]
+
+
+# ---- Workspace.register_version itself ---------------------------------------------------------------
+
+def test_the_registration_never_goes_to_another_workspace_than_ours(logged, make_workspace, monkeypatch):
+    """MLflow takes its credentials from the SDK's unified auth (the environment here); when they point
+    at another host than the Workspace the reconciler talks to, nothing is sent."""
+    from reconciler.errors import WorkspaceError
+    from reconciler.workspace import Workspace
+
+    elsewhere = make_workspace(seed(seconds=0))
+    monkeypatch.setenv("DATABRICKS_HOST", elsewhere.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", elsewhere.token)
+    ours = Workspace(logged.client())
+    with pytest.raises(WorkspaceError, match=f"MLflow's credentials point at {elsewhere.url}, not {logged.url}"):
+        ours.register_version(MODEL, SOURCE, tags={}, timeout=300)
+    assert CREATE_VERSION not in landed(logged) + landed(elsewhere)
+
+
+def test_an_interrupt_stops_a_registration_at_once_and_leaves_it_for_the_next_run(logged, monkeypatch):
+    import threading
+    import time
+
+    from reconciler.errors import Interrupted
+    from reconciler.workspace import Workspace
+
+    monkeypatch.setenv("DATABRICKS_HOST", logged.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", logged.token)
+    workspace = Workspace(logged.client())
+    outcome: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            workspace.register_version(MODEL, SOURCE, tags={}, timeout=300)
+        except BaseException as exc:  # what the caller would see
+            outcome.append(exc)
+
+    thread = threading.Thread(target=register)
+    thread.start()
+    deadline = time.monotonic() + 300  # a ceiling for a busy machine, not a measurement
+    while CREATE_VERSION not in landed(logged):
+        assert thread.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.02)
+    logged.set_latency(2000)  # the copy now takes seconds: the interrupt lands in the middle of it
+    workspace.cancel.set()
+    thread.join(timeout=300)
+    logged.set_latency(0)
+    assert not thread.is_alive() and len(outcome) == 1 and isinstance(outcome[0], Interrupted), outcome
+    # The child is gone (register_version waited for it); what it created stays for the next plan.
+    assert versions_from(logged) == [(4, "PENDING_REGISTRATION")]
