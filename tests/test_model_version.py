@@ -175,3 +175,14 @@ def test_an_already_registered_source_is_named_where_it_is_used() -> None:
     owner = Change(f"registered_model.{MODEL}", "registered_model", MODEL, Action.UPDATE, operations=[move])
     model_version.link([owner, found])
     assert move.after == [] and owner.notes == [f"alias champion: version 7 is {SOURCE} (already registered)"]
+
+
+def test_a_registered_version_outlives_the_run_that_logged_it(tmp_path: Path) -> None:
+    """Found by our tag after its logged model was deleted: still that version, and no problem."""
+    written = manifests(tmp_path, {"challenger": SOURCE})
+    live = LiveState()
+    live.objects[model_version.KEY] = {NAME: {"logged": {"problem": f"logged model {LOGGED} does not exist"},
+                                              "versions": [version(7, tags=OURS)]}}
+    live.objects["registered_model"] = {MODEL: {"aliases": []}}
+    assert model_version.check(written, live, None) == ([], [])
+    assert model_version.resolve(written, live).models[MODEL].manifest.spec.aliases == {"challenger": 7}

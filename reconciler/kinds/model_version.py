@@ -270,12 +270,12 @@ def check(manifests: Manifests, live: LiveState, stack: str | None) -> tuple[lis
         loaded, loc = places[0]
         read = found.get(name) or {"logged": {}, "versions": []}
         logged = read["logged"]
+        if ready_version(read) is not None:
+            continue  # registered (even if the run was deleted since): its own MLmodel is checked where it is served
         if logged.get("problem"):
             problems.append(loaded.problem(loc, f"{source}: {logged['problem']}; check the URI MLflow printed when it "
                                                 "logged the agent"))
             continue
-        if ready_version(read) is not None:
-            continue  # registered: Unity Catalog accepted it, and its own MLmodel is checked where it is served
         _, theirs = _unfinished(read, stack)
         for version in theirs:
             if version.get("status") == PENDING:
