@@ -56,6 +56,7 @@ class Executor:
         self.outcomes: dict[str, Outcome] = {}
         self.polls: dict[str, int] = {}
         self.served: dict[str, dict[str, Any]] = {}  # endpoint name -> the read that showed it serving
+        self.registered: dict[str, str] = {}  # model_version address -> the version it registered or found
 
     # ---- entry point -----------------------------------------------------------------------------
 

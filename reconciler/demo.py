@@ -1,11 +1,13 @@
 """`make demo`: the tour a new user runs with no Databricks account.
 
-Starts the local workspace (seeded with model versions, a secret scope and a vector index), then
-runs the real `reconciler` commands one after another, printing each as you would type it:
-validate, plan (everything to create), apply, plan again (no changes), an edit made from outside
-(as someone clicking in the UI would) and the drift plan, a promotion of challenger to champion
-by editing the manifest, and apply; then, with a rollout declared, a bad challenger rolled back
-automatically by its smoke query, and a good version promoted to champion through traffic steps
+Starts the local workspace (seeded with the model's earlier versions, three agents as MLflow logged
+them and not registered yet, a secret scope and a vector index), then runs the real `reconciler`
+commands one after another, printing each as you would type it: validate, plan (register the
+logged agent, create the endpoint, set the challenger alias), apply, plan again (no changes), an
+edit made from outside (as someone clicking in the UI would) and the drift plan, a promotion of
+challenger to champion by editing the manifest (the same logged agent: already registered), and
+apply; then, with a rollout declared, a bad logged agent registered and rolled back automatically
+by its smoke query, and a good one registered and promoted to champion through traffic steps
 judged from the metrics export while queries flow. The workspace is stopped at the end, whatever
 happens.
 """
@@ -13,6 +15,7 @@ happens.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN = "demo-token"
+LOGGED_AGENT = "models:/m-6a1f2b3c4d5e4f60718293a4b5c6d7e8"  # the challenger in manifests/support-agent.yaml
+BAD_AGENT = "models:/m-7b2e3c4d5e6f4a70819203b4c5d6e7f8"  # logged without the grant its vector index needs
+BETTER_AGENT = "models:/m-8c3f4d5e6f7a4b80912304c5d6e7f809"  # better retrieval
 
 
 def banner(step: str, text: str) -> None:
@@ -63,19 +69,20 @@ def main() -> None:
         os.chdir(workdir)
         banner("1", "validate the manifests offline")
         reconciler("validate", env=env)
-        banner("2", "plan: the endpoint does not exist yet (create); the challenger alias is new (update)")
+        banner("2", "plan: register the logged agent (challenger), create the endpoint, set the alias")
         reconciler("plan", env=env)
-        banner("3", "apply: create the endpoint, wait until it serves, then move the challenger alias")
+        banner("3", "apply: register it (MLflow's client), wait until READY, create the endpoint, wait until it "
+                    "serves, then set the challenger alias")
         reconciler("apply", "--auto-approve", env=env)
         banner("4", "plan again: nothing to do (a second apply would make zero writes)")
         reconciler("plan", "--detailed-exitcode", env=env)
         banner("5", "someone edits the endpoint in the UI: tag team=platform, and 50/50 traffic")
         drift(env)
         reconciler("plan", "--detailed-exitcode", env=env, expect=(2,))
-        banner("6", "promote challenger to champion: edit the manifest (champion: 3 → 4) and apply")
+        banner("6", "promote challenger to champion: name the same logged agent (already registered) and apply")
         path = manifests / "support-agent.yaml"
-        path.write_text(path.read_text().replace("champion: 3", "champion: 4"))
-        print("$ sed -i 's/champion: 3/champion: 4/' manifests/support-agent.yaml")
+        path.write_text(re.sub(r"champion: 3\b.*", f"champion: {LOGGED_AGENT}   # promoted", path.read_text()))
+        print(f"$ sed -i 's|champion: 3 .*|champion: {LOGGED_AGENT}   # promoted|' manifests/support-agent.yaml")
         reconciler("apply", "--auto-approve", env=env)
         banner("7", "and once more: converged")
         reconciler("plan", "--detailed-exitcode", env=env)
@@ -116,15 +123,21 @@ def rollouts(env: dict[str, str], path: Path) -> None:
     from reconciler.localworkspace.traffic import Traffic
 
     _sim(env, "/update-seconds", {"seconds": 1})  # shorter updates from here on: the rollout makes five
-    banner("8", "declare a rollout, and try challenger version 7: it deploys, but cannot read its vector index")
-    path.write_text(path.read_text().replace("challenger: 4", "challenger: 7") + ROLLOUT)
+    banner("8", "declare a rollout, and try a new logged agent as challenger: it deploys, but cannot read its "
+                "vector index")
+    text = path.read_text()
+    path.write_text(re.sub(r"challenger: models:/\S+", f"challenger: {BAD_AGENT}", text) + ROLLOUT)
     print("$ cat >> manifests/support-agent.yaml  # spec.rollout: a smoke query, steps 10/50/100%, 2s pauses, "
-          "analysis\n$ sed -i 's/challenger: 4/challenger: 7/' manifests/support-agent.yaml")
+          f"analysis\n$ sed -i 's|challenger: models:/.*|challenger: {BAD_AGENT}|' manifests/support-agent.yaml")
     reconciler("apply", "--auto-approve", env=env, expect=(1,))
-    print("(the smoke query failed before version 7 took any traffic: it was removed, the alias stayed on 4)")
-    banner("9", "version 8 is good: promote it to champion through 10%, 50%, 100% of the champion's traffic")
-    path.write_text(path.read_text().replace("challenger: 7", "challenger: 4").replace("champion: 4", "champion: 8"))
-    print("$ sed -i 's/challenger: 7/challenger: 4/; s/champion: 4/champion: 8/' manifests/support-agent.yaml")
+    print("(it was registered as version 5, but its smoke query failed before it took any traffic: it was removed, "
+          "and the challenger alias stayed on version 4)")
+    banner("9", "a better logged agent: register it and promote it to champion through 10%, 50%, 100% of the "
+                "champion's traffic")
+    text = re.sub(r"challenger: models:/\S+", f"challenger: {LOGGED_AGENT}", path.read_text())
+    path.write_text(re.sub(r"champion: models:/\S+", f"champion: {BETTER_AGENT}", text))
+    print(f"$ sed -i 's|challenger: models:/.*|challenger: {LOGGED_AGENT}|; "
+          f"s|champion: models:/.*|champion: {BETTER_AGENT}|' manifests/support-agent.yaml")
     print("(meanwhile 40 queries a second reach the endpoint, as users' would: `reconciler sim traffic`)")
     with Traffic(env["DATABRICKS_HOST"], TOKEN, "support-agent", rate=40) as traffic:
         reconciler("apply", "--auto-approve", env=env)

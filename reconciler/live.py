@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.loader import Manifests
 from reconciler.normalize import IMMUTABLE_FIELDS, live_endpoint, live_model
-from reconciler.terms import SECRET_REF, owned_by_stack
+from reconciler.terms import SECRET_REF, is_source, owned_by_stack
 from reconciler.workspace import RESOURCE_TYPES, Workspace
 
 Key = tuple[str, str]
@@ -126,8 +126,12 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
                 and api.get("id"):
             calls.append((("acl", name), lambda n=name, i=api["id"]: workspace.get_endpoint_permissions(n, i)))
     versions, mlmodels = versions_to_check(manifests, live, resolved)
-    calls += [(("version", k), lambda k=k: workspace.get_model_version(*k)) for k in sorted(versions)]
-    calls += [(("mlmodel", k), lambda k=k: workspace.read_mlmodel(*k)) for k in sorted(mlmodels)]
+    # A version still named by its source is registered by apply: nothing to read yet, and its
+    # MLmodel is the one logged (`kinds/model_version.resolve` put it in live.mlmodels).
+    calls += [(("version", k), lambda k=k: workspace.get_model_version(*k)) for k in sorted(versions)
+              if not is_source(k[1])]
+    calls += [(("mlmodel", k), lambda k=k: workspace.read_mlmodel(*k)) for k in sorted(mlmodels)
+              if not is_source(k[1])]
     scopes = {scope for scope, _ in secret_references(manifests)}
     calls += [(("keys", s), lambda s=s: workspace.list_secret_keys(s))
               for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]

@@ -1,8 +1,9 @@
 """The whole flow of `plan` (and of `apply`, which plans first), as one function to read top to bottom.
 
 manifests → desired; workspace → live (two rounds of parallel reads: the objects, then what they
-lead to); aliases resolved to versions once; preflight checks of the manifests against the
-workspace; then the pure planner builds the `Plan`, whole. The CLI and the Python API call this;
+lead to), with the versions named by their source settled where they are registered; aliases
+resolved to versions once; preflight checks of the manifests against the workspace; then the pure
+planner builds the `Plan`, whole. The CLI and the Python API call this;
 nothing patches the plan afterwards.
 """
 
@@ -26,10 +27,21 @@ def load(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | Non
 
 def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int) -> Plan:
     """Read what the manifests name, check it, and plan: everything `reconciler plan` does."""
+    from reconciler.kinds import KINDS
+
     live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
+    written = manifests
+    for kind in KINDS:  # references settled now: a version named by its source, if registered, is its number
+        if kind.resolve is not None:
+            manifests = kind.resolve(manifests, live)
     resolved = resolve_versions(manifests, live.models)
     read_dependencies(workspace, manifests, live, resolved, parallelism=parallelism)
     problems, warnings = preflight(manifests, live, resolved)
+    for kind in KINDS:
+        if kind.check is not None:
+            kind_problems, kind_warnings = kind.check(written, live, stack)
+            problems += kind_problems
+            warnings += kind_warnings
     if manifests.policies:  # policies again, now with live state and MLmodels known (reconciler/policy.py)
         from reconciler.policy import check_live, compile_policies, plan_views
 

@@ -158,12 +158,16 @@ def make_plan(manifests: Manifests, live: Any, resolved: dict[str, list[str]], *
               warnings: list[str] | None = None, workspace_host: str | None = None) -> Plan:
     """`live` is a live.LiveState (typed loosely here to keep this module free of I/O imports);
     `resolved` the entity versions per endpoint (`resolve_versions`). Each kind plans its own
-    objects; the links between kinds (alias moves that wait for endpoints) are made here."""
+    objects; the links between kinds (alias moves that wait for endpoints) are made here, and by
+    the kinds that other kinds' manifests refer to (`Kind.link`)."""
     from reconciler.kinds import KINDS  # the kinds build on this module's data classes
 
     changes = [change for kind in KINDS
                for change in kind.module.plan_all(manifests, live, resolved, stack=stack, prune=prune)]
     _link_alias_moves(manifests, changes, live, resolved)
+    for kind in KINDS:
+        if kind.link is not None:
+            kind.link(changes)
     return Plan(changes=changes, warnings=list(warnings or []), stack=stack, prune=prune,
                 workspace_host=workspace_host)
 

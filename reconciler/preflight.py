@@ -25,7 +25,7 @@ from reconciler.manifests.checks import check_warnings
 from reconciler.manifests.loader import Loaded, Manifests
 from reconciler.manifests.model import ServingEndpoint
 from reconciler.normalize import is_agent, legacy_inference_table
-from reconciler.terms import SECRET_REF, agent_task
+from reconciler.terms import SECRET_REF, agent_task, is_source
 from reconciler.workspace import RESOURCE_TYPES
 
 # AI gateway features beyond inference tables, and whether a manifest's value turns each on.
@@ -146,7 +146,7 @@ def _secret_problems(loaded, i, live: LiveState) -> list[Problem]:  # type: igno
 def _mlmodel_problems(loaded, i, version: str, live: LiveState, warnings: list[str]) -> list[Problem]:  # type: ignore[no-untyped-def]
     entity = loaded.manifest.spec.served_entities[i]
     mlmodel = live.mlmodels.get((entity.entity_name, version))
-    label = f"version {version} of '{entity.entity_name}'"
+    label = f"the agent logged as {version}" if is_source(version) else f"version {version} of '{entity.entity_name}'"
     if mlmodel is None:
         warnings.append(f"serving_endpoint.{loaded.name}: {label} has no readable MLmodel file; its resources were "
                         "not cross-checked")

@@ -150,7 +150,7 @@ def _duration(seconds: float) -> str:
 
 # ---- markdown: a pull-request comment -------------------------------------------------------------
 
-ATTENTION_KINDS = ("replace", "delete", "rollout", "traffic shift", "alias move")
+ATTENTION_KINDS = ("replace", "delete", "rollout", "traffic shift", "alias move", "registration")
 ATTENTION_SHOWN = 25  # items listed in the head; the rest are counted (each object's section has them)
 LINE_LIMIT = 600  # a free-text line (warning, reason) is cut here, so the head always fits the budget
 DIFF_MARKS = {"added": "+", "removed": "-", "changed": "!"}  # column 0 of a ```diff block: GitHub colours them
@@ -166,9 +166,16 @@ class Attention:
 
 
 def attention(plan: Plan) -> list[Attention]:
-    """Replaces (downtime), deletes, traffic shifts and alias moves, in plan order."""
+    """Replaces (downtime), deletes, traffic shifts, alias moves and new model versions (with the
+    API scopes the agent asks users for), in plan order."""
     items: list[Attention] = []
     for change in plan.changes:
+        for op in change.operations:
+            if op.name == "register_version":  # kinds/model_version.py: what the logged agent asks for
+                scopes = next((c.after for c in change.diff if c.path == "user_api_scopes"), None)
+                asks = f"; it asks users for API scopes {', '.join(map(_code, scopes))}" if scopes else ""
+                items.append(Attention("registration", change.address,
+                                       f"registers {_code(str(op.args.get('source')))} as a new version{asks}"))
         if change.action is Action.REPLACE:
             reasons = _inline("; ".join(change.replace_reasons))
             items.append(Attention("replace", change.address,

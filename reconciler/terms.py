@@ -1,5 +1,6 @@
 """The domain's shared terms: names and their grammar, ownership tags, secret references and
-credentials, the server's default entity name, "update in progress" and principal keys.
+credentials, the server's default entity name, "update in progress", principal keys, and the URIs
+that name a model version by the logged agent it is registered from.
 
 Pure and import-light (only `re`), so every layer may use it: the manifest checks, the
 normaliser, the planner, the executor, export, and `workspace.py`, which checks every name
@@ -108,6 +109,32 @@ STACK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+# ---- model versions named by what MLflow logged ------------------------------------------------------
+
+# A version may be written as the logged agent it is registered from, in the URIs MLflow prints:
+# `models:/m-<id>` (MLflow 3 logged models: "m-" and a uuid4's 32 hex digits, `mlflow/store/
+# tracking/sqlalchemy_store.py` create_logged_model) or `runs:/<run_id>/<artifact path>` (run ids are
+# uuid4 hex, `sqlalchemy_store.py` create_run; the form `RunsArtifactRepository.parse_runs_uri`
+# reads). `models:/<name>/<version>` names a registered version, which manifests write as its number.
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
+EXPERIMENT_ID = re.compile(r"[0-9]{1,19}")
+ARTIFACT_PATH = re.compile(r"(?!\.{1,2}(/|$))[A-Za-z0-9_.-]+(/(?!\.{1,2}(/|$))[A-Za-z0-9_.-]+)*")
+SOURCE = re.compile(rf"models:/(?P<model_id>{LOGGED_MODEL_ID.pattern})"
+                    rf"|runs:/(?P<run_id>{RUN_ID.pattern})/(?P<path>{ARTIFACT_PATH.pattern})")
+SOURCE_FORMS = "models:/m-<id> or runs:/<run_id>/<artifact path>"
+
+
+def is_source(version: object) -> bool:
+    """True when `version` names a version by the logged agent it is registered from."""
+    return isinstance(version, str) and SOURCE.fullmatch(version) is not None
+
+
+def version_label(version: object) -> str:
+    """How an operation names a version: `v3`, or the logged agent a new one is registered from."""
+    return str(version) if is_source(version) else f"v{version}"
+
+
 GRAMMAR: dict[str, tuple[re.Pattern[str], str]] = {
     "endpoint": (ENDPOINT_NAME, "letters, digits, '-' and '_', at most 63 characters"),
     "served entity": (ENTITY_NAME, "letters, digits, '-' and '_', at most 63 characters"),
@@ -118,6 +145,10 @@ GRAMMAR: dict[str, tuple[re.Pattern[str], str]] = {
     "secret key": (SECRET_KEY, "letters, digits, '-', '_' and '.', at most 128 characters"),
     "stack": (STACK_NAME, "letters, digits, '-', '_' and '.', not starting with '.', at most 64 characters"),
     "endpoint id": (ENDPOINT_ID, "an endpoint id"),
+    "run": (RUN_ID, "an MLflow run id, 32 hex digits"),
+    "logged model": (LOGGED_MODEL_ID, "an MLflow logged model id, m- and 32 hex digits"),
+    "experiment": (EXPERIMENT_ID, "an MLflow experiment id, digits"),
+    "artifact path": (ARTIFACT_PATH, "a relative path of letters, digits, '-', '_' and '.'"),
 }
 
 

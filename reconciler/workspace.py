@@ -38,6 +38,7 @@ import logging
 import os
 import queue
 import random
+import re
 import socket
 import threading
 import time
@@ -171,6 +172,19 @@ VERSION = {"version": int, "status": str, "source": str, "run_id": str}
 SCOPES = {"scopes": [{"name": str}]}
 SECRETS = {"secrets": [{"key": str}]}
 USER = {"userName": str}
+# MLflow's own routes (`mlflow/protos/service.proto`, `databricks_uc_registry_messages.proto`), for
+# what the Unity Catalog REST shapes lack: a run's and a logged model's artifact roots, version tags
+# (the reconciler's marker) and a failed registration's status_message.
+_LOGGED_MODEL = {"info!": {"model_id!": str, "experiment_id!": str, "name": str, "artifact_uri": str,
+                           "source_run_id": str}}
+RUN = {"run!": {"info!": {"run_id!": str, "experiment_id!": str, "artifact_uri": str},
+                "outputs": {"model_outputs": [{"model_id": str}]}}}
+LOGGED_MODEL = {"model!": _LOGGED_MODEL}
+LOGGED_MODELS = {"models": [_LOGGED_MODEL], "next_page_token": str}
+_UC_VERSION = {"name!": str, "version!": str, "status": str, "status_message": str, "source": str, "run_id": str,
+               "model_id": str, "tags": [{"key!": str, "value": str}]}
+UC_VERSIONS = {"model_versions": [_UC_VERSION], "next_page_token": str}
+UC_VERSION = {"model_version!": _UC_VERSION}
 ANY: dict[str, Any] = {}
 
 
@@ -435,6 +449,86 @@ class Workspace:
                                  f"{_segment('version', str(version))}", missing_ok=True, shape=VERSION,
                           subject=f"registered_model.{full_name}", operation=f"get version {version}")
 
+    # ---- what MLflow logged, and the versions registered from it (kinds/model_version.py) -----------
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """An MLflow run (`info` with its `artifact_uri`; `outputs.model_outputs`: the logged models
+        it produced, MLflow 3), or None."""
+        _segment("run", run_id)
+        answer = self._call("GET", "/api/2.0/mlflow/runs/get", query={"run_id": run_id}, missing_ok=True,
+                            shape=RUN, subject=f"run.{run_id}", operation="get")
+        return None if answer is None else answer["run"]
+
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
+        """An MLflow 3 logged model (`info`: experiment, name, source run, artifact_uri), or None."""
+        answer = self._call("GET", f"/api/2.0/mlflow/logged-models/{_segment('logged model', model_id)}",
+                            missing_ok=True, shape=LOGGED_MODEL, subject=f"logged_model.{model_id}", operation="get")
+        return None if answer is None else answer["model"]
+
+    def search_logged_models(self, experiment_id: str, name: str) -> list[dict[str, Any]]:
+        """The logged models of an experiment with this name, every page. A read sent as POST, as
+        MLflow's client sends it (`RestStore.search_logged_models`); the filter is by name only,
+        which is what Databricks supports (`_model_registry/fluent.py`: "TODO: Filter by
+        'source_run_id' once Databricks backend supports it")."""
+        _segment("experiment", experiment_id)
+        _segment("artifact path", name)  # a name MLflow logged under: no quote can end the filter early
+        found: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            body = {"experiment_ids": [experiment_id], "filter": f"name = '{name}'", "max_results": 100,
+                    **({"page_token": token} if token else {})}
+            answer = self._call("POST", "/api/2.0/mlflow/logged-models/search", body=body, shape=LOGGED_MODELS,
+                                subject=f"experiment.{experiment_id}", operation="search_logged_models")
+            found += answer.get("models") or []
+            token = answer.get("next_page_token") or ""
+            if not token:
+                return found
+
+    def read_tracking_file(self, artifact_uri: str, relative: str) -> bytes | None:
+        """A file under a run's or logged model's artifact root, read through the Files API where
+        MLflow's Databricks repositories look first (`DatabricksRunArtifactRepository` and
+        `DatabricksLoggedModelArtifactRepository._build_root_path`), or None if it is not there.
+        Raises when the root is not in the workspace's MLflow artifact store."""
+        root = tracking_files_root(artifact_uri)
+        if root is None:
+            raise ReconcilerError(Problem(f"artifact location {artifact_uri[:200]} is not in this workspace's MLflow "
+                                          "artifact store; the reconciler cannot read it", subject=artifact_uri[:200]))
+        _segment("artifact path", relative)
+        path = "/api/2.0/fs/files" + "/".join(_segment(None, part) for part in ("", *root, *relative.split("/")))
+        return self._call("GET", path, raw=True, missing_ok=True, subject=artifact_uri[:200],
+                          operation=f"read {relative}")
+
+    def search_model_versions(self, *, full_name: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Versions through MLflow's Unity Catalog route, which carries their tags, model_id and
+        status_message (the UC REST shape has none of them), every page. One condition, as MLflow
+        documents for Unity Catalog: `name = '<full name>'` or `run_id = '<run id>'`."""
+        if run_id is not None:
+            condition, subject = f"run_id = '{run_id}'", f"run.{run_id}"
+            _segment("run", run_id)
+        else:
+            condition, subject = f"name = '{full_name}'", f"registered_model.{full_name}"
+            _segment("model", full_name)
+        found: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            answer = self._call("GET", "/api/2.0/mlflow/unity-catalog/model-versions/search",
+                                query={"filter": condition, "max_results": 1000, **({"page_token": token} if token else {})},
+                                shape=UC_VERSIONS, subject=subject, operation="search_model_versions")
+            found += answer.get("model_versions") or []
+            token = answer.get("next_page_token") or ""
+            if not token:
+                return found
+
+    def get_version_status(self, full_name: str, version: str) -> dict[str, Any] | None:
+        """A version as MLflow's Unity Catalog route shows it: with `status_message`, which says why a
+        registration ended FAILED_REGISTRATION (Unity Catalog's `ModelVersionInfo` has no such field)."""
+        _segment("model", full_name)
+        _segment("version", str(version))
+        answer = self._call("GET", "/api/2.0/mlflow/unity-catalog/model-versions/get",
+                            query={"name": full_name, "version": str(version)}, missing_ok=True, shape=UC_VERSION,
+                            subject=f"registered_model.{full_name}", operation=f"get version {version}")
+        return None if answer is None else answer["model_version"]
+
     def list_secret_scopes(self) -> set[str]:
         answer = self._call("GET", "/api/2.0/secrets/scopes/list", shape=SCOPES, subject="secrets",
                             operation="list_scopes")
@@ -531,6 +625,86 @@ class Workspace:
         self._call("DELETE", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/aliases/"
                              f"{_segment('alias', alias)}", write=True, missing_ok=True,
                    subject=f"registered_model.{full_name}", operation=f"delete_alias({alias})")
+
+    def delete_model_version(self, full_name: str, version: str) -> None:
+        # Already gone is the goal: missing_ok (ModelVersionsAPI.delete).
+        self._call("DELETE", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/versions/"
+                             f"{_segment('version', str(version))}", write=True, missing_ok=True,
+                   subject=f"registered_model.{full_name}", operation=f"delete version {version}")
+
+    def register_version(self, full_name: str, source: str, *, tags: dict[str, str], timeout: float) -> dict[str, Any]:
+        """Register the logged agent `source` (`runs:/...` or `models:/m-...`) as a new version of
+        `full_name`, through MLflow's own Unity Catalog client: `mlflow.register_model` resolves the
+        URI (a run's files, or the logged model it names), creates the version PENDING_REGISTRATION
+        with `tags` (the reconciler's marker), copies the files by the path the workspace tells it
+        (`UcModelRegistryStore._get_artifact_repo`) and finalizes it. Returns what MLflow returned:
+        {"version": "8", "status": ..., "source": ..., "run_id": ...}.
+
+        Not through `_call`: the protocol is MLflow's, with its own retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        each call bounded by MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT; the upload by the SDK's
+        Files API and its retry budget). What is ours, and its limits:
+        - it runs in a child process (`_register_in_child`) of this interpreter, with this process's
+          auth (the SDK's unified auth: environment, or `databricks://<profile>`); the child refuses
+          to send anything when MLflow's credentials resolve to another host than this workspace;
+        - the wait is bounded by `timeout`, the run's deadline and the apply lease's end, and the
+          first interrupt ends it: the child is killed then, and dies by itself if this process
+          dies (it watches its stdin). A registration cut short leaves the version
+          PENDING_REGISTRATION with our marker, and a request already sent may still land; the next
+          plan finds such a version and replaces it (kinds/model_version.py);
+        - MLflow's answer is one line: its message, typed like our own calls' errors;
+        - MLflow loads the logged MLmodel to check its signature (`_validate_model_signature`), which
+          imports numpy and pandas: without them nothing is started (`pip install 'reconciler[mlflow]'`).
+        """
+        import json
+        import subprocess
+        import sys
+        import tempfile
+
+        _segment("model", full_name)
+        subject = f"registered_model.{full_name}"
+        if not registration_installed():
+            raise ReconcilerError(Problem(REGISTRATION_EXTRA, subject=subject))
+        if self.cancel.is_set():
+            raise Interrupted(self.cancel_signal)
+        started = time.monotonic()
+        limit, bound = self._limit(started, True, timeout)
+        request = {"model": full_name, "source": source, "tags": tags, "host": self.host,
+                   "profile": self.config.profile}
+        with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: MLflow's chatter cannot fill it up
+            child = subprocess.Popen([sys.executable, "-c", "from reconciler.workspace import _register_in_child; "
+                                                            "_register_in_child()"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
+            stdin, stdout = child.stdin, child.stdout
+            assert stdin is not None and stdout is not None
+            try:
+                stdin.write(json.dumps(request) + "\n")
+                stdin.flush()  # stdin stays open: the child lives only as long as this process does
+                future = _RUNNER.submit(lambda: (stdout.read(), child.wait()))
+                try:
+                    out, code = self._await(future, max(0.0, limit - time.monotonic()), write=False)
+                except FutureTimeout:
+                    raise Unreachable(Problem(f"register {source}: not finished {bound}; the version may be left "
+                                              "PENDING_REGISTRATION: run apply again, it replaces it",
+                                              subject=subject)) from None
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+                stdin.close()
+            errors.seek(0)
+            err = errors.read()
+        answer = _last_json(out)
+        if answer is None:
+            last = (err.strip().splitlines() or [f"exit code {code}"])[-1]
+            raise UnexpectedAnswer(Problem(f"register {source}: MLflow's client ended without an answer: {last[:300]}",
+                                           subject=subject))
+        if "error" in answer:
+            error = Problem(f"register {source}: {answer['error']}", subject=subject)
+            code_name = answer.get("error_code")
+            if code_name == "PERMISSION_DENIED":
+                raise PermissionDenied(error, status=403, error_code=code_name)
+            raise WorkspaceError(error, error_code=code_name)
+        return answer
 
     def create_endpoint(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST /serving-endpoints; `payload` is the API's body (tags as a map, made a list here)."""
@@ -655,6 +829,97 @@ def _error_answer(exc: BaseException) -> ErrorAnswer:
     status = next((statuses[cls] for cls in type(exc).__mro__ if cls in statuses), None)
     code = getattr(exc, "error_code", None)
     return ErrorAnswer(status, str(code) if code else None, _first_line(exc))
+
+
+# ---- registration: MLflow's client, in a child process -----------------------------------------
+
+REGISTRATION_EXTRA = ("registering a version needs MLflow's model loading, which needs numpy and pandas: "
+                      "pip install 'reconciler[mlflow]'")
+# `DatabricksRunArtifactRepository._URI_REGEX` and `DatabricksLoggedModelArtifactRepository._URI_REGEX`.
+_RUN_ROOT = re.compile(r"databricks/mlflow-tracking/(?P<experiment_id>[^/]+)/(?P<run_id>(?!tr-|logged_models)[^/]+)"
+                       r"(?P<relative_path>/.*)?$")
+_LOGGED_MODEL_ROOT = re.compile(r"databricks/mlflow-tracking/(?P<experiment_id>[^/]+)/logged_models/"
+                                r"(?P<model_id>[^/]+)(?P<relative_path>/.*)?$")
+
+
+def registration_installed() -> bool:
+    """numpy and pandas are importable: MLflow's registration loads the MLmodel with them."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("numpy", "pandas"))
+
+
+def tracking_files_root(artifact_uri: str) -> list[str] | None:
+    """The Files API path (as parts) of a run's or logged model's artifact location, as MLflow's
+    Databricks repositories build it (`_build_root_path`), or None when it is elsewhere."""
+    found = _LOGGED_MODEL_ROOT.search(artifact_uri)
+    kind, key = ("LoggedModels", "model_id") if found else ("Runs", "run_id")
+    found = found or _RUN_ROOT.search(artifact_uri)
+    if found is None:
+        return None
+    relative = [part for part in (found.group("relative_path") or "").split("/") if part]
+    parts = ["WorkspaceInternal", "Mlflow", "Artifacts", found.group("experiment_id"), kind, found.group(key), *relative]
+    if any(part in (".", "..") for part in parts):
+        return None
+    return parts
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    import json
+
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def _register_in_child() -> None:
+    """The child process of `Workspace.register_version`: reads one JSON request on stdin, registers
+    with `mlflow.register_model`, prints one JSON line (the version, or {"error", "error_code"}).
+    It exits when its stdin closes, so it never outlives the process that started it."""
+    import json
+    import sys
+
+    request = json.loads(sys.stdin.readline())
+
+    def watch_parent() -> None:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+        os._exit(3)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    profile = request.get("profile")
+    os.environ["MLFLOW_TRACKING_URI"] = "databricks" + (f"://{profile}" if profile else "")
+    os.environ["MLFLOW_REGISTRY_URI"] = "databricks-uc" + (f"://{profile}" if profile else "")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        answer = _register_with_mlflow(request)
+    except MlflowException as exc:  # its message says what is wrong ("... did not contain any signature")
+        answer = {"error": _first_line(exc), "error_code": exc.error_code}
+    except Exception as exc:  # whatever else MLflow or the SDK raise: one line for the parent
+        answer = {"error": f"{type(exc).__name__}: {_first_line(exc)}", "error_code": getattr(exc, "error_code", None)}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # not waiting for MLflow's background threads
+
+
+def _register_with_mlflow(request: dict[str, Any]) -> dict[str, Any]:
+    import mlflow
+    from mlflow.utils.databricks_utils import get_databricks_host_creds
+    from mlflow.utils.logging_utils import disable_logging
+
+    disable_logging()  # MLflow's progress lines are not ours to print; the answer is one line
+    host = _shown_host(get_databricks_host_creds(os.environ["MLFLOW_TRACKING_URI"]).host or "")
+    if host != request["host"]:
+        return {"error": f"MLflow's credentials point at {host}, not {request['host']}; set DATABRICKS_HOST (or "
+                         "the profile) so both agree"}
+    version = mlflow.register_model(request["source"], request["model"], await_registration_for=0,
+                                    tags=request["tags"])
+    return {"version": str(version.version), "status": version.status, "source": version.source,
+            "run_id": version.run_id}
 
 
 # ---- helpers -----------------------------------------------------------------------------------

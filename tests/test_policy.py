@@ -102,8 +102,9 @@ def test_the_examples_as_they_are_break_production_scale_to_zero_only(capsys: py
     """The example endpoint scales to zero: fine for a demo, refused for the prod stack."""
     code, out, err = validate(capsys, str(EXAMPLE), str(POLICIES), "--stack", "prod")
     assert (code, out) == (1, "")
+    line = next(n for n, text in enumerate(EXAMPLE.read_text().splitlines(), 1) if text == "    - name: champion")
     assert err.splitlines() == [
-        f"{EXAMPLE}:22:5: policy 'production-serving' rule 'no-scale-to-zero': production endpoint support-agent "
+        f"{EXAMPLE}:{line}:5: policy 'production-serving' rule 'no-scale-to-zero': production endpoint support-agent "
         "may scale to zero (cold starts); set scale_to_zero_enabled: false on every served entity"]
 
 

@@ -262,7 +262,8 @@ def test_examples_load_into_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
     manifests = load_manifests(["manifests"], {})
     model = manifests.models["main.agents.support_agent"].manifest
-    assert model.spec.aliases == {"champion": 3, "challenger": 4}
+    # A version by its number, and one by the logged agent it is registered from (kinds/model_version.py).
+    assert model.spec.aliases == {"champion": 3, "challenger": "models:/m-6a1f2b3c4d5e4f60718293a4b5c6d7e8"}
     endpoint = manifests.endpoints["support-agent"]
     routes = {r.served_entity_name: r.traffic_percentage for r in endpoint.manifest.spec.traffic_config.routes}
     assert routes == {"champion": 90, "challenger": 10}

@@ -1,15 +1,22 @@
 """The managed kinds, one module each, and the one table every stage iterates.
 
-A kind's module says everything kind-specific: its address (`KEY`), how it is read (`read`), how
-its normalised current state is re-read for a saved plan's staleness check (`current`), how its
-desired and live states become a `Change` (`plan_all`), the operation names it may plan
-(`OPERATIONS`, which the plan schema lists), and the apply steps that execute it. The pipeline,
-the planner, the executor and the plan schema test iterate `KINDS`; none of them asks "which kind
-is this?". Adding a kind is one module, one line here, and its local-workspace routes.
+A kind's module says everything kind-specific: its address (`KEY`), which objects the manifests
+name (`names`), how it is read (`read`), how its normalised current state is re-read for a saved
+plan's staleness check (`current`), how its desired and live states become a `Change`
+(`plan_all`), the operation names it may plan (`OPERATIONS`, which the plan schema lists), and the
+apply steps that execute it. The pipeline, the planner, the executor and the plan schema test
+iterate `KINDS`; none of them asks "which kind is this?". Adding a kind is one module, one line
+here, and its local-workspace routes.
 
-Apply runs the steps of all kinds by phase (lower first; the changes of one step in parallel):
-registered models and the alias changes no endpoint waits for (1), endpoints (2), the alias moves
-that wait for endpoints (3), pruned endpoints (4).
+A kind that other kinds' manifests refer to (a model version named by its source, in aliases and
+served entities) may also say, in its line: `resolve` (after the reads, the references it can
+settle now: the manifests the rest of the plan sees), `check` (its preflight, on the manifests as
+written) and `link` (after planning, what in other changes waits for its own).
+
+Apply runs the steps of all kinds by phase (lower first; the changes of one step in parallel; the
+steps of one phase in the order of `KINDS`): registered models and the alias changes no endpoint
+waits for, then the model versions registered from MLflow (1), endpoints (2), the alias moves
+that wait for endpoints or registrations (3), pruned endpoints (4).
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reconciler.kinds import registered_model, serving_endpoint
+from reconciler.kinds import model_version, registered_model, serving_endpoint
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
+    from reconciler.errors import Problem
+    from reconciler.live import LiveState
+    from reconciler.manifests.loader import Manifests
     from reconciler.plan import Change
 
 
@@ -36,9 +46,12 @@ class Step:
 @dataclass(frozen=True)
 class Kind:
     key: str  # address prefix and Change.kind: "serving_endpoint"
-    manifest_kind: str  # the manifests' `kind:`
-    module: Any  # read, current, plan_all, OPERATIONS
+    manifest_kind: str | None  # the manifests' `kind:`; None: named inside other kinds' documents
+    module: Any  # names, read, current, plan_all, OPERATIONS
     steps: tuple[Step, ...]
+    resolve: Callable[[Manifests, LiveState], Manifests] | None = None
+    check: Callable[[Manifests, LiveState, str | None], tuple[list[Problem], list[str]]] | None = None
+    link: Callable[[list[Change]], None] | None = None
 
 
 def _is_delete(change: Change) -> bool:
@@ -57,6 +70,12 @@ KINDS: tuple[Kind, ...] = (
         Step(2, lambda c: not _is_delete(c), serving_endpoint.apply_change, in_flight=256),
         Step(4, _is_delete, serving_endpoint.delete),
     )),
+    # Registered in phase 1 after the models (steps of one phase run in this table's order), listed last
+    # so the plan shows what names a version before the registration. Each registration is a child
+    # process with MLflow, numpy and pandas loaded, and one at a time: two URIs of one logged agent
+    # (`runs:/<run>/agent`, `models:/m-<id>`) must find the version the first registered.
+    Kind(model_version.KEY, None, model_version, (Step(1, lambda c: True, model_version.apply, in_flight=1),),
+         resolve=model_version.resolve, check=model_version.check, link=model_version.link),
 )
 BY_KEY = {kind.key: kind for kind in KINDS}
 

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.diff import diff
 from reconciler.errors import AlreadyExists, ReconcilerError
+from reconciler.kinds import model_version
 from reconciler.normalize import desired_model, live_model, overlay
 from reconciler.plan import Action, Change, Operation, fingerprint
+from reconciler.terms import is_source
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
@@ -30,10 +32,12 @@ OPERATIONS = ("create_model", "update_model", "set_alias", "delete_alias")
 
 
 def names(manifests: Manifests) -> set[str]:
-    """The models to read: those with a manifest, and those endpoints serve through an alias."""
+    """The models to read: those with a manifest, those endpoints serve through an alias, and those
+    a served version is to be registered into (it must exist: `model_version.check`)."""
     found = set(manifests.models)
     for loaded in manifests.endpoints.values():
-        found |= {e.entity_name for e in loaded.manifest.spec.served_entities if e.alias}
+        found |= {e.entity_name for e in loaded.manifest.spec.served_entities
+                  if e.alias or is_source(e.entity_version)}
     return found
 
 
@@ -115,13 +119,14 @@ def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
     waiting = {a: ex.unfinished(deps) for a, deps in linked_aliases.items()} if linked else {}
     api = ex.ws.get_model(change.name)
     now = live_model(api) if api is not None else None
-    for op in operations(change.desired or {}, now):
+    desired = model_version.alias_numbers(ex, change)  # aliases named by a source: the number registered
+    for op in operations(desired, now):
         is_linked = op.name in ("set_alias", "delete_alias") and op.args["alias"] in linked_aliases
         if is_linked != linked:
             continue
         if linked and waiting.get(op.args["alias"]):
             ex.skip(change.address, f"{op.description} not done: {', '.join(waiting[op.args['alias']])} "
-                                    "did not finish serving the new version")
+                                    "did not finish registering or serving the new version")
             continue
         not_serving = _not_serving(ex, linked_aliases[op.args["alias"]], change.name, op.args.get("version")) \
             if linked else ""
@@ -142,6 +147,8 @@ def _not_serving(ex: Executor, addresses: list[str], model: str, version: Any) -
 
     reasons = []
     for address in addresses:
+        if not address.startswith(f"{serving_endpoint.KEY}."):
+            continue  # a registration this move waited for (kinds/model_version.py): it finished
         name = address.split(".", 1)[1]
         api = ex.served.get(name)
         if api is None:

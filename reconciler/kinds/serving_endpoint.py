@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.diff import diff
 from reconciler.errors import Conflict, Interrupted
+from reconciler.kinds import model_version
 from reconciler.normalize import (
     IMMUTABLE_FIELDS,
     MANAGED_ENTITY_FIELDS,
@@ -51,7 +52,7 @@ from reconciler.normalize import (
     overlay,
 )
 from reconciler.plan import Action, Change, Operation, fingerprint
-from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, default_entity_name, managed, updating
+from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, default_entity_name, managed, updating, version_label
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
@@ -175,7 +176,7 @@ def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, add
 
 
 def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
-    entities = ", ".join(f"{n}={f['entity_name'].rsplit('.', 1)[-1]} v{f['entity_version']}"
+    entities = ", ".join(f"{n}={f['entity_name'].rsplit('.', 1)[-1]} {version_label(f['entity_version'])}"
                          for n, f in effective["served_entities"].items())
     ops = [Operation("create_endpoint", f"create_endpoint({entities})")]
     grants = effective.get("permissions") or {}
@@ -207,7 +208,7 @@ def operations(live: dict[str, Any], effective: dict[str, Any]) -> list[Operatio
                              f"update_permissions({', '.join(f'{p} → {lvl}' for p, lvl in sorted(upsert.items()))})"))
     if any(live.get(k) != effective.get(k) for k in CONFIG_KEYS):
         routes = " ".join(f"{n}={p}%" for n, p in effective["traffic"].items())
-        versions = ", ".join(f"{n}=v{f.get('entity_version')}" for n, f in effective["served_entities"].items())
+        versions = ", ".join(f"{n}={version_label(f.get('entity_version'))}" for n, f in effective["served_entities"].items())
         ops.append(Operation("update_config", f"update_config({versions}; routes {routes})"))
     return ops
 
@@ -281,12 +282,14 @@ def permission_changes(live: dict[str, Any], effective: dict[str, Any]) -> tuple
 
 def apply_change(ex: Executor, change: Change) -> None:
     name, address = change.name, change.address
+    desired = model_version.entity_numbers(ex, change)  # versions named by a source: the number registered
+    if desired is None:
+        return  # skipped: a version it would serve was not registered
     deadline = time.monotonic() + ex.options.timeout_seconds
     api = ex.ws.get_endpoint(name)
     if api is not None and updating(api):
         ex.progress(address, "an update is in progress; waiting for it before writing")
         api = wait(ex, name, address, deadline, check_failure=False)
-    desired = change.desired or {}
     replaced = None
     if change.action is Action.REPLACE and api is not None:
         # What the new endpoint keeps is read before the old one goes (see the module docstring).

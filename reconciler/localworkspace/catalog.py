@@ -289,13 +289,14 @@ class Catalog:
         number = parse_version(entry["version"])
         now = now_ms()
         known = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "serving",
-                 "status_message"}
+                 "status_message", "model_id", "tags"}
         model.versions[number] = ModelVersion(
             version=number, status=entry.get("status", "READY"), created_at=entry.get("created_at", now),
             created_by=entry.get("created_by", self.user), source=entry.get("source"), run_id=entry.get("run_id"),
             comment=entry.get("comment"), mlmodel=entry.get("mlmodel"), deploy_failure=entry.get("deploy_failure"),
             serving=entry.get("serving"),
-            status_message=entry.get("status_message"),
+            status_message=entry.get("status_message"), model_id=entry.get("model_id"),
+            tags=dict(entry.get("tags") or {}),
             extra={k: v for k, v in entry.items() if k not in known and k not in ("created_at", "created_by")},
         )
 

@@ -37,9 +37,9 @@ RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")  # servi
 NAME_FILTER = re.compile(r"""^\s*name\s*=\s*(?:'([^']*)'|"([^"]*)")\s*$""")
 
 RUN_KEYS = {"run_id", "experiment_id", "run_name", "status", "user_id", "start_time", "end_time", "tags", "params",
-            "metrics", "artifacts", "registration"}
+            "metrics", "artifacts", "registration", "serving"}
 LOGGED_MODEL_KEYS = {"model_id", "experiment_id", "name", "source_run_id", "model_type", "tags", "params",
-                     "artifacts", "registration", "creation_timestamp_ms"}
+                     "artifacts", "registration", "creation_timestamp_ms", "serving"}
 REGISTRATION_KEYS = {"seconds", "failure"}
 
 
@@ -64,6 +64,7 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     files: FileSet = field(default_factory=FileSet)
     registration: RegistrationPlan | None = None
+    serving: Any = None  # a queries.Behaviour: how a version registered from it answers queries
 
     @property
     def artifact_uri(self) -> str:
@@ -85,6 +86,7 @@ class LoggedModel:
     params: dict[str, str] = field(default_factory=dict)
     files: FileSet = field(default_factory=FileSet)
     registration: RegistrationPlan | None = None
+    serving: Any = None  # a queries.Behaviour: how a version registered from it answers queries
 
     @property
     def artifact_uri(self) -> str:
@@ -154,19 +156,24 @@ class Tracking:
 
     def registration_plan(self, *, source: str | None, run_id: str | None, model_id: str | None
                           ) -> RegistrationPlan | None:
-        """The seeded plan of the logged model or run a new version comes from, if any. The logged
-        model wins: registering `models:/m-...` also sends its source run's id."""
+        """The seeded plan of the logged model or run a new version comes from, if any."""
+        origin = self.origin(source=source, run_id=run_id, model_id=model_id)
+        return origin.registration if origin is not None else None
+
+    def origin(self, *, source: str | None, run_id: str | None, model_id: str | None) -> LoggedModel | Run | None:
+        """The logged model or run a new version comes from, if seeded. The logged model wins:
+        registering `models:/m-...` also sends its source run's id."""
         logged = self.logged_models.get(model_id or "")
         if logged is None and source and source.startswith("models:/"):
             logged = self.logged_models.get(source[len("models:/"):].split("/")[0])
         if logged is None and source:
             logged = next((m for m in self.logged_models.values() if _under(source, m.artifact_uri)), None)
         if logged is not None:
-            return logged.registration
+            return logged
         run = self.runs.get(run_id or "")
         if run is None and source:
             run = next((r for r in self.runs.values() if _under(source, r.artifact_uri)), None)
-        return run.registration if run is not None else None
+        return run
 
     # -- views (mlflow/protos/service.proto) -----------------------------------------------------
 
@@ -221,7 +228,7 @@ class Tracking:
                   status=status, user_id=_text(entry, "user_id") or self.user, start_time=start,
                   end_time=_timestamp(entry, "end_time", start if status in ("FINISHED", "FAILED", "KILLED") else None),
                   tags=_strings(entry, "tags"), params=_strings(entry, "params"), metrics=_numbers(entry, "metrics"),
-                  files=_artifacts(entry, start), registration=_registration(entry))
+                  files=_artifacts(entry, start), registration=_registration(entry), serving=_serving(entry))
         self.runs[run_id] = run
 
     def seed_logged_model(self, entry: dict[str, Any]) -> None:
@@ -247,7 +254,14 @@ class Tracking:
             model_id=model_id, experiment_id=experiment_id, name=name, source_run_id=source_run_id,
             model_type=_text(entry, "model_type"), created_at=created, updated_at=created,
             tags=_strings(entry, "tags"), params=_strings(entry, "params"), files=_artifacts(entry, created),
-            registration=_registration(entry))
+            registration=_registration(entry), serving=_serving(entry))
+
+
+def _serving(entry: dict[str, Any]) -> Any:
+    """A seeded `serving` (shared/design.md): how versions registered from it answer queries."""
+    from reconciler.localworkspace.queries import parse_behaviour
+
+    return parse_behaviour(entry["serving"]) if entry.get("serving") is not None else None
 
 
 def _under(source: str, root: str) -> bool:

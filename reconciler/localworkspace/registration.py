@@ -85,6 +85,8 @@ class Registration:
             comment=fields.text(body, "description") or None, model_id=fields.text(body, "model_id") or None,
             tags=tags_of(body),
         )
+        origin = self.tracking.origin(source=source, run_id=version.run_id, model_id=version.model_id)
+        version.serving = origin.serving if origin is not None else None  # how it answers once served
         workspace_id = fields.text(body, "run_tracking_server_id")
         if workspace_id and workspace_id.isdigit():
             version.extra["run_workspace_id"] = int(workspace_id)

@@ -30,7 +30,7 @@ TOP_LEVEL_KEYS = ("users", "service_principals", "grants", "mlflow_runs", "logge
 MODEL_KEYS = {"full_name", "comment", "owner", "aliases", "versions", "storage_location"}
 VERSION_KEYS = {"version", "status", "source", "run_id", "comment", "mlmodel", "deploy_failure", "run_workspace_id",
                 "model_version_dependencies", "created_at", "created_by", "serving",
-                "status_message"}
+                "status_message", "model_id", "tags"}
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
@@ -150,9 +150,12 @@ def _checked_version(version: Any, where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: status must be one of {', '.join(VERSION_STATUSES)}")
     if version.get("mlmodel") is not None and not isinstance(version["mlmodel"], dict):
         raise ValueError(f"{where}: mlmodel must be a mapping (the MLmodel file's contents)")
-    for key in ("source", "run_id", "comment", "deploy_failure", "status_message"):
+    for key in ("source", "run_id", "comment", "deploy_failure", "status_message", "model_id"):
         if version.get(key) is not None:
             _text(version, key, where)
+    tags = version.get("tags")
+    if tags is not None and (not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values())):
+        raise ValueError(f"{where}: tags must be a mapping of strings (MLflow version tags)")
     if version.get("serving") is not None:  # how the version answers queries (queries.py)
         try:
             version = {**version, "serving": parse_behaviour(version["serving"])}

@@ -70,8 +70,8 @@ Seed format (YAML or JSON; every key optional, no other top-level key allowed):
         versions:
           - version: 3
             status: READY                         # or PENDING_REGISTRATION | FAILED_REGISTRATION
-            source: dbfs:/...                     # optional, like run_id and comment
-            run_id: 0a1b2c
+            source: dbfs:/...                     # optional, like run_id, comment, model_id (the logged
+            run_id: 0a1b2c                        #   model it came from) and tags (MLflow version tags)
             mlmodel: {flavors: {...}, resources: {...}}   # the MLmodel file, served as YAML by the Files API
             deploy_failure: "ImportError: ..."    # deploying this version ends UPDATE_FAILED with this message
             serving: {reply: "...", latency_ms: 40}  # how it answers queries (queries.py: reply, latency_ms,
@@ -403,6 +403,13 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away before its answer (a killed registration, an abandoned read) is
+        # not the server's error; socketserver would print a traceback for it.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self.connections_lock:

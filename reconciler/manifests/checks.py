@@ -30,6 +30,7 @@ from reconciler.terms import (
     SECRET_REF_ATTEMPT,
     UC_THREE_PART,
     default_entity_name,
+    is_source,
     plain_credential,
 )
 
@@ -145,6 +146,11 @@ def _check_endpoint(loaded: Loaded[ServingEndpoint], manifests: Manifests) -> li
         loc = ("spec", "served_entities", i)
         problems += _check_entity(loaded, i, manifests)
         problems += _field_rule_problems(loaded, i)
+        if entity.name is None and is_source(entity.entity_version):
+            problems.append(loaded.problem(loc, "served entity serves a version by the logged agent it is registered "
+                                                "from, so its default name (<model>-<version>) is not known until "
+                                                "apply; give it a name (e.g. name: challenger)"))
+            continue
         name = entity.name or (default_entity_name(entity.entity_name, entity.entity_version)
                                if entity.entity_version else None)
         if name is None:

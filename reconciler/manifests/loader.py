@@ -296,9 +296,10 @@ def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error
     elif kind == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
         message = "should be a duration such as 90s, 5m or 1h"
         hint = "write a number and s, m or h"
-    elif kind == "string_pattern_mismatch" and ctx.get("pattern") == r"^[1-9][0-9]*$":
-        message = 'should be a model version number such as "3"'
-        hint = "to serve the version an alias points at, write alias: <name> instead"
+    elif kind == "version_reference":  # manifests/model.py: a number, or the logged agent to register
+        message = error["msg"]
+        hint = "to serve the version an alias points at, write alias: <name> instead" if loc[-1] == "entity_version" \
+            else "copy the URI MLflow printed when it logged the agent"
     elif kind in ("greater_than_equal", "less_than_equal"):
         hint = f"use {ctx['ge']} or more" if "ge" in ctx else f"use {ctx.get('le')} or less"
     elif kind == "literal_error":

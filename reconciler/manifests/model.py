@@ -2,8 +2,9 @@
 
 Field names are the Databricks API's (snake_case, same names) wherever a field maps one to one,
 so the API reference applies to manifests. The few conveniences: `tags` is a map, `aliases` is a
-map, a served entity may name its version through `alias:`, and `resources` lists what the agent
-needs at query time by MLflow resource type.
+map, a served entity may name its version through `alias:`, a version may be written as the logged
+agent it is registered from (`models:/m-<id>`, `runs:/<run_id>/<path>`), and `resources` lists what
+the agent needs at query time by MLflow resource type.
 
 `None` means "left out". Left out of a served entity, a field means the API's default (a served
 entity is complete: normalize.py rule 3, `FIELD_RULES`); left out of the endpoint, a block
@@ -13,12 +14,14 @@ All models are strict (no "yes" → True or 3.0 → 3 coercion) and forbid unkno
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from reconciler.manifests.policy_model import Policy
-from reconciler.terms import PRINCIPAL_KEYS
+from reconciler.terms import PRINCIPAL_KEYS, SOURCE, SOURCE_FORMS, is_source
 
 API_VERSION = "reconciler/v1"
 
@@ -27,18 +30,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _version_to_str(value: Any) -> Any:
+def _entity_version(value: Any) -> str:
     # The API types entity_version as a string, but `entity_version: 3` is what people write.
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return str(value)
-    return value
+    if isinstance(value, str) and (re.fullmatch(r"[1-9][0-9]*", value) or is_source(value)):
+        return value
+    raise PydanticCustomError("version_reference", 'should be a model version number such as "3", or the '
+                              f"logged agent to register: {SOURCE_FORMS}")
 
 
-VersionString = Annotated[
-    str, BeforeValidator(_version_to_str), Field(pattern=r"^[1-9][0-9]*$"),
-    # What the loader accepts: "3" or 3 (the generated schema would say "any string", losing both).
-    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[1-9][0-9]*$"}, {"type": "integer", "minimum": 1}],
-                    "description": 'A model version number: "3" (or 3).'}),
+def _alias_version(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to {ge}", {"ge": 1})
+        return value
+    if isinstance(value, str) and is_source(value):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        raise PydanticCustomError("int_type", "Input should be a valid integer")  # "4": the number, unquoted
+    raise PydanticCustomError("version_reference", "should be a version number such as 3, or the logged agent "
+                              f"to register: {SOURCE_FORMS}")
+
+
+# A version is its number, or the logged agent it is registered from (`terms.SOURCE`): registered
+# once, at apply, and the same version from then on (kinds/model_version.py).
+# (Without Python's named groups: the schema's patterns are ECMA-262 regular expressions.)
+_SOURCE_SCHEMA = {"type": "string", "pattern": "^(?:" + re.sub(r"\?P<\w+>", "", SOURCE.pattern) + ")$",
+                  "description": "The logged agent, as MLflow printed it: models:/m-<id> or runs:/<run_id>/<path>; "
+                                 "registered as a new version on apply unless a version from it exists."}
+EntityVersion = Annotated[
+    str, PlainValidator(_entity_version),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[1-9][0-9]*$"}, {"type": "integer", "minimum": 1},
+                              _SOURCE_SCHEMA],
+                    "description": 'A model version: its number, "3" (or 3), or the logged agent it is registered '
+                                   "from."}),
+]
+AliasVersion = Annotated[
+    int | str, PlainValidator(_alias_version),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, _SOURCE_SCHEMA],
+                    "description": "A model version: its number, or the logged agent it is registered from."}),
 ]
 # Enum values the server knows can be newer than this release: the real server knows newer workload
 # types than any SDK (SDK 0.156's `_enum()` turns unknown ones into None), and "additional custom
@@ -70,10 +101,11 @@ class Metadata(_Strict):
 class RegisteredModelSpec(_Strict):
     comment: str | None = None
     owner: str | None = None
-    aliases: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
+    aliases: dict[str, AliasVersion] | None = Field(
         default=None,
-        description="The complete set of aliases (alias → version number). Leave out to leave aliases "
-                    "unmanaged; endpoints may then use the workspace's aliases.")
+        description="The complete set of aliases (alias → version number, or the logged agent to register: "
+                    "models:/m-<id> or runs:/<run_id>/<path>). Leave out to leave aliases unmanaged; endpoints "
+                    "may then use the workspace's aliases.")
 
 
 class RegisteredModel(_Strict):
@@ -86,7 +118,7 @@ class RegisteredModel(_Strict):
 class ServedEntity(_Strict):
     name: str | None = Field(default=None, description="Defaults to <model>-<version>, as the server does.")
     entity_name: str = Field(description="Unity Catalog model, catalog.schema.model")
-    entity_version: VersionString | None = None
+    entity_version: EntityVersion | None = None
     alias: str | None = Field(default=None, description="Serve the version this alias points at (resolved at plan time).")
     workload_size: WorkloadSize | None = None
     workload_type: WorkloadType | None = None

@@ -23,6 +23,8 @@ from reconciler.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "tests" / "seeds" / "support_agent.yaml"
 MODEL = "main.agents.support_agent"
+# The example's challenger, named by the logged agent it was registered from (version 4 in the seed).
+LOGGED_AGENT = f"model_version.{MODEL}@models:/m-6a1f2b3c4d5e4f60718293a4b5c6d7e8"
 
 
 @dataclass

@@ -369,14 +369,15 @@ def test_pull_request_plan_is_commented_once_and_applied_exactly_on_merge(recipe
     assert job.run("validate").code == 0
     plan = job.run("plan")
     assert (plan.code, plan.outputs["exitcode"]) == (0, "2")  # changes are not a failure
-    assert "Plan: 1 to update; 1 unchanged." in plan.summary
+    # Unchanged: the model, and the challenger's logged agent (registered as version 4 already).
+    assert "Plan: 1 to update; 2 unchanged." in plan.summary
     comment = job.run("comment")
     assert comment.code == 0, comment.err
 
     state = recipe.github.state()
     [posted] = state["comments"]
     assert posted["issue"] == 7 and posted["body"].startswith("<!-- reconciler-plan:default -->\n### reconciler plan")
-    assert "**Plan: 1 to update; 1 unchanged.**" in posted["body"]
+    assert "**Plan: 1 to update; 2 unchanged.**" in posted["body"]
     assert "- **traffic shift** `serving_endpoint.support-agent`: traffic[challenger] 10% → 50%, " \
            "traffic[champion] 90% → 50%" in posted["body"]
     assert "<details><summary><code>~ serving_endpoint.support-agent</code> <b>update</b>" in posted["body"]
@@ -408,7 +409,7 @@ def test_pull_request_plan_is_commented_once_and_applied_exactly_on_merge(recipe
     assert "## reconciler apply: applied" in applied.summary
     assert "Applied the plan reviewed on #7 ([plan run](https://github.com/acme/agents/actions/runs/555))." \
         in applied.summary
-    assert "**Plan: 1 to update; 1 unchanged.**" in applied.summary and "Apply complete: 1 applied" in applied.summary
+    assert "**Plan: 1 to update; 2 unchanged.**" in applied.summary and "Apply complete: 1 applied" in applied.summary
     assert "::warning" not in applied.out  # no fallback
     assert recipe.workspace_writes() == [("PATCH", "/api/2.0/serving-endpoints/support-agent/tags"),
                                          ("PUT", "/api/2.0/serving-endpoints/support-agent/config")]
@@ -421,7 +422,7 @@ def test_a_push_without_a_pull_request_applies_a_fresh_plan(recipe):
     assert applied.code == 0, applied.out + applied.err
     assert f"Applied a fresh plan of main at {'d4' * 3}d, because no reviewed plan (no merged pull request for " \
            f"commit {'d4' * 3}d)." in applied.summary
-    assert "**Plan: 1 to create, 1 to update; 0 unchanged.**" in applied.summary
+    assert "**Plan: 1 to create, 1 to update; 1 unchanged.**" in applied.summary  # 1: the registered challenger
     assert "::warning title=reconciler apply::Applying a fresh plan of main" in applied.out
     assert recipe.plan_is_empty()
 

@@ -11,7 +11,19 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from harness import MODEL, ROOT, base_documents, endpoint, model, plan_json, run, summary, write, writes
+from harness import (
+    LOGGED_AGENT,
+    MODEL,
+    ROOT,
+    base_documents,
+    endpoint,
+    model,
+    plan_json,
+    run,
+    summary,
+    write,
+    writes,
+)
 
 EP = "serving_endpoint.support-agent"
 RM = f"registered_model.{MODEL}"
@@ -83,6 +95,7 @@ def test_version_bump_through_an_alias_move(deployed, tmp_path):
     assert summary(plan) == {
         RM: ("update", ["aliases[champion]"], ["set_alias"]),
         EP: ("update", ["served_entities[champion].entity_version"], ["update_config"]),
+        LOGGED_AGENT: ("no-op", [], []),  # the challenger's source: registered as version 4 already
     }
     diff = plan["changes"][1]["diff"][0]
     assert (diff["before"], diff["after"]) == ("3", "4")
