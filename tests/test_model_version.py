@@ -125,7 +125,8 @@ def manifests(tmp_path: Path, aliases: dict[str, Any], entity_version: Any = Non
     if entity_version is not None:
         documents.append({"apiVersion": "reconciler/v1", "kind": "ServingEndpoint", "metadata": {"name": "bot"},
                           "spec": {"served_entities": [{"name": "new", "entity_name": MODEL,
-                                                        "entity_version": entity_version}]}})
+                                                        "entity_version": entity_version, "workload_size": "Small",
+                                                        "scale_to_zero_enabled": False}]}})
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump_all(documents), encoding="utf-8")
     return load_manifests([str(path)], {})

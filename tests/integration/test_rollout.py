@@ -54,14 +54,22 @@ BEFORE = ({"champion": "3", "challenger": "4"}, {"champion": 90, "challenger": 1
 def deployed(make_workspace: Callable[..., LocalWorkspace], tmp_path: Path) -> LocalWorkspace:
     """The example deployment, applied: champion v3 at 90%, challenger v4 at 10%."""
     ws = make_workspace(SEED, update_seconds=0.2)
-    result = run(ws, "apply", write(tmp_path, base_documents()), "--auto-approve")
+    result = run(ws, "apply", write(tmp_path, numbered()), "--auto-approve")
     assert result.code == 0, result.out + result.err
     ws.reset_requests()
     return ws
 
 
-def manifests(tmp_path: Path, champion: int, **rollout: Any) -> str:
+def numbered() -> list[dict[str, Any]]:
+    """The example manifests with the challenger by its number: this seed's versions are registered
+    already (registration from MLflow is tests/integration/test_registration.py's)."""
     docs = base_documents()
+    model(docs)["spec"]["aliases"]["challenger"] = 4
+    return docs
+
+
+def manifests(tmp_path: Path, champion: int, **rollout: Any) -> str:
+    docs = numbered()
     model(docs)["spec"]["aliases"]["champion"] = champion
     endpoint(docs)["spec"]["rollout"] = {**ROLLOUT, **rollout}
     return write(tmp_path, docs)
