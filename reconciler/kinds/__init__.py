@@ -1,8 +1,8 @@
 """The managed kinds, one module each, and the one table every stage iterates.
 
-A kind's module says everything kind-specific: its address (`KEY`), how it is read (`read`), how
-its normalised current state is re-read for a saved plan's staleness check (`current`), how its
-desired and live states become a `Change` (`plan_all`), the operation names it may plan
+A kind's module says everything kind-specific: its address (`KEY`), the grammar its names follow
+(`GRAMMAR`, a key of `terms.GRAMMAR`: a saved plan's names are held to it), how it is read (`read`),
+how its desired and live states become a `Change` (`plan_all`), the operation names it may plan
 (`OPERATIONS`, which the plan schema lists), and the apply steps that execute it. The pipeline,
 the planner, the executor and the plan schema test iterate `KINDS`; none of them asks "which kind
 is this?". Adding a kind is one module, one line here, and its local-workspace routes.
@@ -37,7 +37,7 @@ class Step:
 class Kind:
     key: str  # address prefix and Change.kind: "serving_endpoint"
     manifest_kind: str  # the manifests' `kind:`
-    module: Any  # read, current, plan_all, OPERATIONS
+    module: Any  # GRAMMAR, read, plan_all, OPERATIONS
     steps: tuple[Step, ...]
 
 
