@@ -32,7 +32,10 @@ THE RULES (each with its reason):
     tags when the manifest gives none (only the reconciler's own tags are ensured; other tags
     are left alone), and the endpoint creator's own grant (Databricks gives the creator
     CAN_MANAGE; removing it would lock the deployer out, as Terraform's permissions resource
-    also refuses to).
+    also refuses to). The deploying identity (`deployer`, an input of the plan) keeps CAN_MANAGE
+    wherever it holds it or the manifest names it, even at a lower level: it must be able to
+    manage what it deploys (Terraform's databricks_permissions re-adds the current user's
+    CAN_MANAGE on every write for the same reason).
  7. Inherited permissions (workspace admins) are not the endpoint's to manage and are dropped.
  8. Lists without identity that are sets in meaning (guardrail keywords and topics) are
     compared sorted; rate limits by (key, principal, renewal period).
@@ -84,7 +87,8 @@ def _ai_gateway(gateway: dict[str, Any]) -> dict[str, Any]:
 
 # ---- desired (from manifests) --------------------------------------------------------------
 
-def desired_endpoint(manifest: ServingEndpoint, versions: list[str], *, stack: str | None) -> dict[str, Any]:
+def desired_endpoint(manifest: ServingEndpoint, versions: list[str], *, stack: str | None,
+                     deployer: str | None = None) -> dict[str, Any]:
     """The managed part of an endpoint: only what the manifest says (plus our ownership tags).
 
     `versions` are the entity versions with aliases already resolved, one per served entity.
@@ -111,6 +115,8 @@ def desired_endpoint(manifest: ServingEndpoint, versions: list[str], *, stack: s
         desired["tags_present"] = own_tags(stack)  # rule 6 exception: only ours are ensured
     if spec.permissions is not None:
         desired["permissions"] = {principal_of(p): p.permission_level for p in spec.permissions}
+        if deployer is not None:
+            desired["deployer"] = deployer  # rule 6 exception: popped by `overlay`
     if spec.description is not None:
         desired["description"] = spec.description
     if spec.route_optimized is not None:
@@ -208,6 +214,10 @@ def overlay(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, A
     """What the object must look like after apply: the manifest's values, live's for the rest."""
     desired = copy.deepcopy(desired)
     present = desired.pop("tags_present", None)
+    deployer = desired.pop("deployer", None)
+    held = (live or {}).get("permissions", {})
+    if deployer is not None and (deployer in desired["permissions"] or held.get(deployer) == "CAN_MANAGE"):
+        desired["permissions"][deployer] = "CAN_MANAGE"  # rule 6 exception: the deployer keeps control
     if live is None:
         if present is not None:
             desired["tags"] = present

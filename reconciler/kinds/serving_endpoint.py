@@ -22,7 +22,15 @@ from reconciler.diff import diff
 from reconciler.errors import Conflict
 from reconciler.normalize import acl_payload, config_payload, desired_endpoint, live_endpoint, overlay
 from reconciler.plan import Action, Change, Operation, fingerprint
-from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, managed, updating
+from reconciler.terms import (
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    STACK_TAG,
+    managed,
+    owned_by_stack,
+    tag_map,
+    updating,
+)
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
     from reconciler.workspace import Workspace
 
 KEY = "serving_endpoint"
+GRAMMAR = "endpoint"  # terms.GRAMMAR: what a name of this kind must look like, wherever it comes from
 OPERATIONS = ("create_endpoint", "update_config", "patch_tags", "put_ai_gateway", "update_permissions",
               "set_permissions", "delete_endpoint")
 CONFIG_KEYS = ("served_entities", "traffic", "auto_capture_config")
@@ -53,23 +62,14 @@ def read(ws: Workspace, name: str) -> dict[str, Any] | None:
     return ws.get_endpoint(name)
 
 
-def current(ws: Workspace, change: Change) -> dict[str, Any] | None:
-    """The endpoint's normalised state now, shaped as `plan` shaped it (for a saved plan's check)."""
-    api = ws.get_endpoint(change.name)
-    if api is None:
-        return None
-    wants_acl = change.desired is not None and "permissions" in change.desired
-    acl = ws.get_endpoint_permissions(change.name, api["id"]) if wants_acl and api.get("id") else None
-    return live_endpoint(api, acl)
-
-
 # ---- plan ------------------------------------------------------------------------------------------
 
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
-             prune: bool) -> list[Change]:
+             prune: bool, deployer: str | None = None) -> list[Change]:
     """Every endpoint of the manifests, and with `prune` the managed ones of this stack that left them."""
-    changes = [plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack), live.endpoints.get(name),
-                    live.permissions.get(name)) for name, loaded in sorted(manifests.endpoints.items())]
+    changes = [plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack, deployer=deployer),
+                    live.endpoints.get(name), live.permissions.get(name))
+               for name, loaded in sorted(manifests.endpoints.items())]
     if prune:
         changes += [plan(name, None, api, None) for name, api in sorted(live.prunable.items())]
     return changes
@@ -85,6 +85,7 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
         change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")]
         return change
     effective = overlay(desired, live)
+    change.notes += _deployer_notes(desired, effective)
     if live is None:
         change.action = Action.CREATE
         change.diff = diff({}, effective)
@@ -111,6 +112,16 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
     elif state.get("config_update") == "UPDATE_FAILED":
         change.notes.append("the last config update failed; the previous config is still serving")
     return change
+
+
+def _deployer_notes(desired: dict[str, Any], effective: dict[str, Any]) -> list[str]:
+    """The plan says when the deploying identity keeps CAN_MANAGE that the manifest does not give it."""
+    deployer = desired.get("deployer")
+    said = desired.get("permissions", {}).get(deployer)
+    if deployer is None or effective.get("permissions", {}).get(deployer) != "CAN_MANAGE" or said == "CAN_MANAGE":
+        return []
+    how = f"the manifest grants it {said}" if said else "the manifest does not name it"
+    return [f"{deployer} keeps CAN_MANAGE: it is the identity that applies ({how})"]
 
 
 def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
@@ -184,6 +195,10 @@ def apply_change(ex: Executor, change: Change) -> None:
         ex.progress(address, "an update is in progress; waiting for it before writing")
         api = wait(ex, name, address, deadline, check_failure=False)
     if change.action is Action.REPLACE and api is not None:
+        refused = ownership_problem(api, ex.plan.stack)
+        if refused:
+            ex.skip(address, f"delete_endpoint({name}) for replacement not done: {refused}")
+            return
         ex.ws.delete_endpoint(name)
         ex.wrote(address, f"delete_endpoint({name}) for replacement")
         api = None
@@ -230,7 +245,7 @@ def _create(ex: Executor, change: Change, desired: dict[str, Any]) -> dict[str, 
     ex.wrote(address, f"create_endpoint({name})")
     if "permissions" in desired and api.get("id"):
         acl = ex.ws.get_endpoint_permissions(name, api["id"])
-        grants = {p: lvl for p, lvl in desired["permissions"].items()
+        grants = {p: lvl for p, lvl in effective["permissions"].items()  # the deployer's CAN_MANAGE kept
                   if live_endpoint(api, acl).get("permissions", {}).get(p) != lvl}
         if grants:
             ex.ws.update_permissions(name, api["id"], acl_payload(grants), replace=False)
@@ -283,6 +298,7 @@ def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failur
             if check_failure and state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
                 raise EndpointFailed(_failure_message(ex, name, api, state))
             return api
+        ex.check_lease()  # a run stalled past its lease stops here, before anything it would do next
         if time.monotonic() + interval > deadline:
             raise EndpointFailed(f"still updating after --timeout {ex.options.timeout_seconds:.0f}s; the update "
                                  "goes on in the workspace: run apply again to wait for it and finish")
@@ -301,6 +317,28 @@ def _failure_message(ex: Executor, name: str, api: dict[str, Any], state: str) -
                     parts.append(f"build logs: {logs}")
     return "; ".join(dict.fromkeys(parts))
 
+def ownership_problem(api: dict[str, Any], stack: str | None) -> str:
+    """Why an endpoint is not ours to delete ("" when it is): only one that carries `managed-by:
+    reconciler` and this stack's tag (none without a stack), as read just before the delete."""
+    tags = tag_map(api)
+    if tags.get(MANAGED_BY_TAG) != MANAGED_BY_VALUE:
+        return f"it is not tagged {MANAGED_BY_TAG}: {MANAGED_BY_VALUE} (any more); delete it by hand if it must go"
+    if not owned_by_stack(api, stack):
+        theirs = tags.get(STACK_TAG)
+        belongs = f"it belongs to stack {theirs!r}" if theirs else "it belongs to no stack"
+        return f"{belongs}, and this apply is for {f'stack {stack!r}' if stack else 'no stack'}"
+    return ""
+
+
 def delete(ex: Executor, change: Change) -> None:
+    """Prune: re-read just before deleting, and delete only what is still this stack's."""
+    api = ex.ws.get_endpoint(change.name)
+    if api is None:
+        ex.unchanged(change.address)
+        return
+    refused = ownership_problem(api, ex.plan.stack)
+    if refused:
+        ex.skip(change.address, f"delete_endpoint({change.name}) not done: {refused}")
+        return
     ex.ws.delete_endpoint(change.name)
     ex.wrote(change.address, f"delete_endpoint({change.name})")
