@@ -115,10 +115,13 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
 
 
 def _deployer_notes(desired: dict[str, Any], effective: dict[str, Any]) -> list[str]:
-    """The plan says when the deploying identity keeps CAN_MANAGE that the manifest does not give it."""
+    """The plan says when the deploying identity keeps CAN_MANAGE that the manifest does not give it
+    (not when it is the creator the manifest leaves out: the creator's grant was always kept)."""
     deployer = desired.get("deployer")
     said = desired.get("permissions", {}).get(deployer)
     if deployer is None or effective.get("permissions", {}).get(deployer) != "CAN_MANAGE" or said == "CAN_MANAGE":
+        return []
+    if said is None and deployer.split(":", 1)[1] == effective.get("creator"):
         return []
     how = f"the manifest grants it {said}" if said else "the manifest does not name it"
     return [f"{deployer} keeps CAN_MANAGE: it is the identity that applies ({how})"]

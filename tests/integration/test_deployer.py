@@ -128,3 +128,16 @@ def test_a_plan_that_leaves_no_one_managing_an_endpoint_is_refused(ws, tmp_path)
     assert line.startswith(f"{path}:") and line.endswith(
         "after apply no principal would hold CAN_MANAGE on this endpoint (only workspace admins, through their "
         "inherited grant); grant CAN_MANAGE to a user, group or service principal here")
+
+
+def test_the_deployer_keeps_can_manage_when_the_manifest_leaves_it_out(ws, tmp_path):
+    """Not the creator and not named: without the deployer rule, apply would remove its own grant."""
+    docs = with_grants({"group_name": "support-team", "permission_level": "CAN_QUERY"},
+                       {"service_principal_name": SP, "permission_level": "CAN_MANAGE"})
+    assert run(ws, "apply", write(tmp_path, docs), "--auto-approve").code == 0  # created by the admin user
+    docs = with_grants({"group_name": "support-team", "permission_level": "CAN_VIEW"})
+    result = run(ws, "apply", write(tmp_path, docs), "--auto-approve", env=as_("deployer-token"))
+    assert result.code == 0, result.out + result.err
+    assert f"service_principal_name:{SP} keeps CAN_MANAGE: it is the identity that applies (the manifest does not " \
+           "name it)" in result.out
+    assert grants(ws)[SP] == "CAN_MANAGE" and grants(ws)["support-team"] == "CAN_VIEW"
