@@ -76,7 +76,8 @@ def plan_case(*, agents: int = 200, runs: int = 5) -> list[dict[str, Any]]:
         row("plan, no changes: API calls", [float(c) for c in calls], "calls", floor=objects,
             floor_basis=f"one GET per object ({objects})", target="<= 1 GET/object + 5",
             met=lambda f, r: f <= objects + 5,
-            notes="the constant: the secret scope list and key list behind the {{secrets/...}} references"),
+            notes="the constant: the secret scope list and key list behind the {{secrets/...}} references, "
+                  "and who is calling (SCIM Me: the deploying identity)"),
         row("plan, no changes: writes", [float(w) for w in writes], "writes", target="0", met=lambda f, r: f == 0),
     ]
 

@@ -11,8 +11,11 @@ update holds no slot, so 50 endpoints that each take 5 minutes to update take 5 
 not ceil(50 / parallelism) times 5 minutes.
 
 Re-running is always safe: each object's writes are re-derived from a fresh read with the same
-planner functions (a write that already landed is simply not needed any more), and with a saved
-plan every object is first checked against the fingerprint it had when the plan was made.
+planner functions (a write that already landed is simply not needed any more). A saved plan is
+never executed: the CLI plans again and runs that plan once it equals the saved one
+(pipeline.check_saved). Under the apply lock every write is fenced by the lease
+(`Workspace.fence`): when the lease is lost, the run stops before its next write, says so in one
+line (`LeaseLost`), and the next apply finishes the job.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import Problem, ReconcilerError
+from reconciler.errors import LeaseLost, Problem, ReconcilerError
 from reconciler.kinds import serving_endpoint
-from reconciler.plan import Action, Change, Plan, fingerprint
+from reconciler.plan import Action, Change, Plan
 from reconciler.render import Progress
 from reconciler.workspace import Workspace
 
@@ -44,12 +47,13 @@ class ApplyOptions:
     timeout_seconds: float = 1800.0
     wait: bool = True
     allow_replace: bool = False
-    saved_plan: bool = False
 
 
 class Executor:
     def __init__(self, workspace: Workspace, plan: Plan, options: ApplyOptions, progress: Progress) -> None:
+        self.workspace = workspace
         self.ws = _Throttled(workspace, threading.BoundedSemaphore(max(1, options.parallelism)))
+        self.lease_lost: LeaseLost | None = None
         self.plan = plan
         self.options = options
         self.progress = progress
@@ -69,11 +73,11 @@ class Executor:
             raise ReconcilerError([Problem(f"needs replace ({'; '.join(c.replace_reasons)}): the endpoint would be "
                                            "deleted and re-created, with downtime; pass --allow-replace to do it",
                                            subject=c.address) for c in refused])
-        if self.options.saved_plan:
-            self._refuse_if_stale(changes)
         for kind, step in steps():
             self._parallel([c for c in changes if c.kind == kind.key and step.takes(c)], step.run,
                            in_flight=step.in_flight)
+            if self.lease_lost is not None:
+                break  # no later step starts: the next apply finishes the job
         return [self.outcomes[c.address] for c in changes if c.address in self.outcomes]
 
     def _parallel(self, changes: list[Change], fn: Callable[[Executor, Change], None], *, in_flight: int = 0) -> None:
@@ -86,7 +90,11 @@ class Executor:
 
     def _guard(self, change: Change, fn: Callable[[Executor, Change], None]) -> None:
         try:
+            self.check_lease()
             fn(self, change)
+        except LeaseLost as exc:
+            self.lease_lost = exc
+            self.skip(change.address, "stopped: the apply lock's lease was lost")
         except ReconcilerError as exc:
             self._fail(change.address, "; ".join(p.message if p.subject else str(p) for p in exc.problems))
         except serving_endpoint.EndpointFailed as exc:
@@ -126,19 +134,12 @@ class Executor:
         outcome.status, outcome.detail = "failed", detail
         self.progress(address, f"FAILED: {detail}")
 
-    # ---- staleness -------------------------------------------------------------------------------
-
-    def _refuse_if_stale(self, changes: list[Change]) -> None:
-        from reconciler.kinds import BY_KEY
-        from reconciler.live import run_parallel
-
-        now = run_parallel([(c.address, lambda c=c: fingerprint(BY_KEY[c.kind].module.current(self.ws, c)))
-                            for c in changes], self.options.parallelism)
-        stale = [c for c in changes if now[c.address] != c.fingerprint]
-        if stale:
-            raise ReconcilerError([Problem("changed since the plan was made; the saved plan is stale. Run "
-                                           "`reconciler plan --out` again and review the new plan", subject=c.address)
-                                   for c in stale])
+    def check_lease(self) -> None:
+        """Raise LeaseLost once the apply lock's lease is not held with margin (no-op without a lock)."""
+        if self.lease_lost is not None:
+            raise self.lease_lost
+        if self.workspace.fence is not None:
+            self.workspace.fence()
 
 
 class _Throttled:
@@ -159,6 +160,9 @@ class _Throttled:
         return call
 
 
-def apply_plan(workspace: Workspace, plan: Plan, options: ApplyOptions, progress: Progress) -> tuple[list[Outcome], dict[str, int]]:
+def apply_plan(workspace: Workspace, plan: Plan, options: ApplyOptions,
+               progress: Progress) -> tuple[list[Outcome], dict[str, int], LeaseLost | None]:
+    """The outcomes, the polls per endpoint, and why the run stopped early (a lost lease) or None."""
     executor = Executor(workspace, plan, options, progress)
-    return executor.run(), executor.polls
+    outcomes = executor.run()
+    return outcomes, executor.polls, executor.lease_lost

@@ -43,9 +43,20 @@ def cli() -> None:
     Model Serving endpoints, described in YAML and reconciled with minimal writes."""
 
 
+def checked_stack(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--stack names a lease file and a tag value: held to its grammar before anything uses it."""
+    from reconciler.errors import ReconcilerError
+    from reconciler.terms import name_problem
+
+    problem = name_problem("stack", value) if value is not None else None
+    if problem:
+        raise ReconcilerError(f"--stack: {problem}")
+    return value
+
+
 @cli.command()
 @manifest_options
-@click.option("--stack", envvar="RECONCILER_STACK", default=None, metavar="NAME",
+@click.option("--stack", envvar="RECONCILER_STACK", default=None, metavar="NAME", callback=checked_stack,
               help="Stack name, for policies that match on stacks (as plan and apply use it).")
 def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], stack: str | None) -> None:
     """Parse, type-check and cross-check manifests offline, and check them against policies (default: manifests/)."""
@@ -59,7 +70,7 @@ def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tupl
 
 def workspace_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Auth and read options shared by plan and apply (auth itself is the SDK's unified auth)."""
-    command = click.option("--stack", envvar="RECONCILER_STACK", default=None, metavar="NAME",
+    command = click.option("--stack", envvar="RECONCILER_STACK", default=None, metavar="NAME", callback=checked_stack,
                            help="Stack name tagged on endpoints; --prune only touches this stack's.")(command)
     command = click.option("--parallelism", default=16, show_default=True, type=click.IntRange(1, 64),
                            help="Concurrent API calls.")(command)
@@ -67,22 +78,33 @@ def workspace_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                                         "DATABRICKS_TOKEN and the SDK's other auth).")(command)
 
 
+def deployer_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--deployer", envvar="RECONCILER_DEPLOYER", default=None, metavar="IDENTITY",
+                        help="The identity that applies (a user's e-mail or a service principal's application id): it "
+                             "keeps CAN_MANAGE on endpoints whose permissions apply writes, and plan checks it can "
+                             "apply. Default: the identity running the command.")(command)
+
+
 @cli.command()
 @manifest_options
 @workspace_options
+@deployer_option
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when no changes, 2 when there are changes.")
 @click.option("--prune", is_flag=True, help="Show deletes for managed endpoints no longer in the manifests.")
 def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
-         parallelism: int, stack: str | None, out: str | None, fmt: str, detailed_exitcode: bool, prune: bool) -> int:
+         parallelism: int, stack: str | None, deployer: str | None, out: str | None, fmt: str, detailed_exitcode: bool,
+         prune: bool) -> int:
     """Read the live workspace and show what apply would change."""
     from reconciler import pipeline, render
+    from reconciler.manifests.variables import collect_variables
     from reconciler.workspace import Workspace
 
-    manifests = load(paths, variables, var_files, stack)
+    manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune)
+    the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
+                             deployer=deployer, source=source)
     if out:
         from reconciler.files import write_atomically
 
@@ -113,7 +135,9 @@ def parse_duration(text: str) -> float:
 @cli.command()
 @manifest_options
 @workspace_options
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Apply exactly this saved plan.")
+@deployer_option
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False),
+              help="Apply only if planning again (from the manifests it records, or PATHS) gives exactly this plan.")
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--prune", is_flag=True, help="Delete managed endpoints no longer in the manifests.")
 @click.option("--allow-replace", is_flag=True, help="Allow delete-and-recreate of endpoints (downtime).")
@@ -125,36 +149,52 @@ def parse_duration(text: str) -> float:
               help="Hold the stack's lease file in the workspace so two applies never interleave.")
 @click.option("--lock-timeout", default="0s", show_default=True, help="How long to wait for the lock (e.g. 10m).")
 def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
-          parallelism: int, stack: str | None, plan_file: str | None, auto_approve: bool, prune: bool,
-          allow_replace: bool, timeout: str, no_wait: bool, lock: bool, lock_timeout: str) -> int:
+          parallelism: int, stack: str | None, deployer: str | None, plan_file: str | None, auto_approve: bool,
+          prune: bool, allow_replace: bool, timeout: str, no_wait: bool, lock: bool, lock_timeout: str) -> int:
     """Make the workspace match the manifests (or a saved plan) with the fewest writes."""
     from reconciler import pipeline
     from reconciler.apply import ApplyOptions
-    from reconciler.errors import ReconcilerError
+    from reconciler.manifests.variables import collect_variables
     from reconciler.workspace import Workspace
 
     options = ApplyOptions(parallelism=parallelism, timeout_seconds=parse_duration(timeout), wait=not no_wait,
-                           allow_replace=allow_replace, saved_plan=plan_file is not None)
-    if plan_file and paths:
-        raise ReconcilerError("give either manifest paths or --plan, not both")
-    the_plan = load_plan(plan_file) if plan_file else None
-    manifests = None if plan_file else load(paths, variables, var_files, stack)
+                           allow_replace=allow_replace)
+    saved = load_plan(plan_file) if plan_file else None  # claims to compare, checked before any request
+    if saved is not None and not paths:
+        paths = tuple(saved["source"]["paths"])
+        click.echo(f"Planning again from the manifests {plan_file} was made from: {' '.join(paths)}")
+    manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
     workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    if the_plan is not None and the_plan.workspace_host and the_plan.workspace_host != workspace.host:
-        raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "
-                              f"{workspace.host}; plan again against this workspace")
+    if saved is not None:
+        check_host(plan_file or "", saved, workspace.host)
     held = None
     if lock:
         from reconciler.lock import ApplyLock
 
-        held = ApplyLock(workspace, the_plan.stack if the_plan else stack, timeout_seconds=parse_duration(lock_timeout))
-        held.acquire()
+        held = ApplyLock(workspace, stack, timeout_seconds=parse_duration(lock_timeout))
+        held.acquire()  # from here on, writes are fenced by the lease (Workspace.fence)
     try:
-        return _apply(workspace, the_plan or pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack,
-                                                           prune=prune), options, auto_approve=auto_approve)
+        the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
+                                 deployer=deployer, source=source)
+        if saved is not None:
+            pipeline.check_saved(saved, the_plan)  # before any write: one line per difference
+        return _apply(workspace, the_plan, options, auto_approve=auto_approve or saved is not None)
     finally:
         if held is not None:
             held.release()
+
+
+def check_host(plan_file: str, saved: dict[str, Any], host: str) -> None:
+    """A saved plan applies only to the workspace it was made against (said before the lock is taken)."""
+    from reconciler.errors import ReconcilerError
+
+    made = saved.get("workspace_host")
+    if not made:
+        raise ReconcilerError(f"{plan_file}: names no workspace it was made against; plan again with "
+                              "`reconciler plan --out`")
+    if made != host:
+        raise ReconcilerError(f"{plan_file}: made against {str(made)[:200]}, not {host}; plan again against this "
+                              "workspace")
 
 
 def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -> int:
@@ -163,11 +203,10 @@ def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -
     from reconciler.errors import ReconcilerError
     from reconciler.render import Progress
 
-    plan_file = options.saved_plan
     click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
     if not the_plan.has_changes:
         return 0
-    if not auto_approve and not plan_file:
+    if not auto_approve:
         if not sys.stdin.isatty():
             raise ReconcilerError("refusing to ask for confirmation without a terminal; pass --auto-approve, or "
                                   "apply a reviewed plan with --plan FILE")
@@ -176,31 +215,33 @@ def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -
             return 1
     progress = Progress()
     try:
-        outcomes, _ = apply_plan(workspace, the_plan, options, progress)
+        outcomes, _, lease_lost = apply_plan(workspace, the_plan, options, progress)
     finally:
         progress.close()
-    return report(outcomes)
+    code = report(outcomes)
+    if lease_lost is not None:
+        raise lease_lost  # one line: the lease was lost, the run stopped before its next write
+    return code
 
 
-def load_plan(path: str) -> Any:
+def load_plan(path: str) -> dict[str, Any]:
+    """A saved plan's claims (plan.read_saved): never executed, only compared with a new plan."""
     import json
 
-    from reconciler.errors import ReconcilerError
-    from reconciler.plan import Plan
+    from reconciler.errors import Problem, ReconcilerError
+    from reconciler.plan import read_saved
 
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except OSError as exc:
         raise ReconcilerError(f"{path}: cannot read plan: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ReconcilerError(f"{path}: not a JSON plan ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ReconcilerError(f"{path}: not a JSON plan ({str(exc)[:200]})") from None
     try:
-        return Plan.from_json(data)
+        return read_saved(data)
     except ReconcilerError as exc:
-        raise ReconcilerError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReconcilerError(f"{path}: malformed plan ({type(exc).__name__}: {exc})") from None
+        raise ReconcilerError([Problem(f"{path}: {p.message}") for p in exc.problems]) from None
 
 
 def report(outcomes: list[Any]) -> int:

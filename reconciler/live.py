@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.manifests.loader import Manifests
 from reconciler.normalize import IMMUTABLE_FIELDS, live_endpoint, live_model
-from reconciler.terms import SECRET_REF, is_source, owned_by_stack
+from reconciler.terms import SECRET_REF, is_source, name_problem, owned_by_stack
 from reconciler.workspace import RESOURCE_TYPES, Workspace
 
 Key = tuple[str, str]
@@ -34,6 +34,8 @@ class LiveState:
     secret_keys: dict[str, set[str] | None] = field(default_factory=dict)
     resources: dict[Key, bool] = field(default_factory=dict)
     prunable: dict[str, dict[str, Any]] = field(default_factory=dict)
+    listed: list[dict[str, Any]] | None = None  # every endpoint, summarised (read with --prune or for alias moves)
+    warnings: list[str] = field(default_factory=list)  # about what the workspace answered
 
     @property
     def models(self) -> dict[str, dict[str, Any] | None]:
@@ -110,9 +112,16 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
         elif kind == "scopes":
             live.secret_scopes = value
         elif kind == "list":
+            live.listed = value
             for summary in value:
-                if owned_by_stack(summary, stack) and summary["name"] not in manifests.endpoints:
-                    live.prunable[summary["name"]] = summary
+                if not owned_by_stack(summary, stack) or summary["name"] in manifests.endpoints:
+                    continue
+                problem = name_problem("endpoint", summary["name"])
+                if problem:  # a server answer is held to the grammar too: such a name never reaches a request
+                    live.warnings.append(f"the workspace lists a managed endpoint whose name is not one: {problem}; "
+                                         "it is left alone")
+                    continue
+                live.prunable[summary["name"]] = summary
     return live
 
 
@@ -135,8 +144,13 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
     scopes = {scope for scope, _ in secret_references(manifests)}
     calls += [(("keys", s), lambda s=s: workspace.list_secret_keys(s))
               for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]
+    if live.listed is None and alias_moves(manifests, live):  # who else serves what the aliases leave
+        calls.append((("list", ""), workspace.list_endpoints))
     results = run_parallel(calls, parallelism)
     for (kind, key), value in results.items():
+        if kind == "list":
+            live.listed = value
+            continue
         {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
          "keys": live.secret_keys}[kind][key] = value
     # Resources: those declared by manifests and those the read MLmodels declare.
@@ -203,3 +217,71 @@ def mlmodel_resources(mlmodel: dict[str, Any] | None) -> set[Key]:
                 if isinstance(entry, dict) and entry.get("name"):
                     found.add((kind, str(entry["name"])))
     return found
+
+
+def alias_moves(manifests: Manifests, live: LiveState) -> list[tuple[str, str, int, int | None]]:
+    """(model, alias, live version, new version or None when removed) of every alias the manifests
+    move or remove."""
+    moves = []
+    for name, loaded in sorted(manifests.models.items()):
+        wanted = loaded.manifest.spec.aliases
+        api = live.models.get(name)
+        if wanted is None or api is None:
+            continue
+        for alias, version in sorted(live_model(api)["aliases"].items()):
+            if wanted.get(alias) != version:
+                moves.append((name, alias, version, wanted.get(alias)))
+    return moves
+
+
+# ---- what the deploying identity may do (read after planning: only what apply will touch) ---------
+
+@dataclass
+class Access:
+    """What the identity that applies holds on what apply will write."""
+
+    principal: str  # "user_name:..." / "service_principal_name:..."
+    groups: set[str] | None  # its groups, when known (it is the caller); None otherwise
+    endpoint_levels: dict[str, str | None] = field(default_factory=dict)  # endpoint -> its level there
+    model_grants: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # model -> principal -> privileges
+    model_owners: dict[str, str | None] = field(default_factory=dict)
+
+
+def read_access(workspace: Workspace, plan: Any, live: LiveState, principal: str, groups: set[str] | None, *,
+                parallelism: int) -> Access:
+    """The deploying identity's permission on each existing endpoint apply will write (the level the
+    endpoint GET reports for the caller; for another identity, its direct grants in the ACL), and
+    its Unity Catalog privileges on each model an endpoint write will serve (effective-permissions
+    API, inherited ones included)."""
+    from reconciler.normalize import live_permissions
+    from reconciler.plan import Action
+
+    access = Access(principal, groups)
+    calls: list[tuple[Any, Callable[[], Any]]] = []
+    models: set[str] = set()
+    for change in plan.changes:
+        if change.kind != "serving_endpoint":
+            continue
+        if change.action in (Action.UPDATE, Action.REPLACE, Action.DELETE):
+            api = live.endpoints.get(change.name) or live.prunable.get(change.name) or {}
+            if groups is not None and api.get("permission_level"):
+                access.endpoint_levels[change.name] = api["permission_level"]
+            elif change.name in live.permissions:
+                access.endpoint_levels[change.name] = live_permissions(live.permissions[change.name]).get(principal)
+            elif api.get("id"):
+                calls.append((("acl", change.name), lambda n=change.name, i=api["id"]:
+                              workspace.get_endpoint_permissions(n, i)))
+        if {op.name for op in change.operations} & {"create_endpoint", "update_config"}:
+            models |= {f["entity_name"] for f in (change.desired or {}).get("served_entities", {}).values()}
+    calls += [(("grants", m), lambda m=m: workspace.model_privileges(m)) for m in sorted(models)]
+    calls += [(("model", m), lambda m=m: workspace.get_model(m)) for m in sorted(models) if m not in live.models]
+    for (kind, key), value in run_parallel(calls, parallelism).items():
+        if kind == "acl":
+            access.endpoint_levels[key] = live_permissions(value).get(principal)
+        elif kind == "grants":
+            access.model_grants[key] = value
+        else:
+            access.model_owners[key] = (value or {}).get("owner")
+    for model in models & set(live.models):
+        access.model_owners[model] = (live.models[model] or {}).get("owner")
+    return access

@@ -36,7 +36,10 @@ THE RULES (each with its reason):
     tags when the manifest gives none (only the reconciler's own tags are ensured; other tags
     are left alone), and the endpoint creator's own grant (Databricks gives the creator
     CAN_MANAGE; removing it would lock the deployer out, as Terraform's permissions resource
-    also refuses to).
+    also refuses to). The deploying identity (`deployer`, an input of the plan) keeps CAN_MANAGE
+    wherever it holds it or the manifest names it, even at a lower level: it must be able to
+    manage what it deploys (Terraform's databricks_permissions re-adds the current user's
+    CAN_MANAGE on every write for the same reason).
  7. Inherited permissions (workspace admins) are not the endpoint's to manage and are dropped.
  8. Lists without identity that are sets in meaning (guardrail keywords and topics) are
     compared sorted; rate limits by (key, principal, renewal period).
@@ -273,11 +276,12 @@ def desired_entity(entity: ServedEntity, version: str) -> dict[str, Any]:
     return {**fields, **entity_defaults(fields)}
 
 
-def desired_endpoint(manifest: ServingEndpoint, versions: list[str], *, stack: str | None) -> dict[str, Any]:
+def desired_endpoint(manifest: ServingEndpoint, versions: list[str], *, stack: str | None,
+                     deployer: str | None = None) -> dict[str, Any]:
     """The managed part of an endpoint: what the manifest says (plus our ownership tags), served
     entities complete (rule 3). `versions` are the entity versions with aliases already resolved,
     one per served entity. Endpoint-level keys the manifest leaves out are absent; `overlay` fills
-    them from live."""
+    them from live. `deployer` keeps CAN_MANAGE where the manifest writes permissions (rule 6)."""
     spec = manifest.spec
     entities: dict[str, dict[str, Any]] = {}
     for entity, version in zip(spec.served_entities, versions, strict=True):
@@ -295,6 +299,8 @@ def desired_endpoint(manifest: ServingEndpoint, versions: list[str], *, stack: s
         desired["tags_present"] = own_tags(stack)  # rule 6 exception: only ours are ensured
     if spec.permissions is not None:
         desired["permissions"] = {principal_of(p): p.permission_level for p in spec.permissions}
+        if deployer is not None:
+            desired["deployer"] = deployer  # rule 6 exception: popped by `overlay`
     if spec.description is not None:
         desired["description"] = spec.description
     if spec.route_optimized is not None:
@@ -416,6 +422,10 @@ def overlay(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, A
     not manage (rules 3 and 6)."""
     desired = copy.deepcopy(desired)
     present = desired.pop("tags_present", None)
+    deployer = desired.pop("deployer", None)
+    held = (live or {}).get("permissions", {})
+    if deployer is not None and (deployer in desired["permissions"] or held.get(deployer) == "CAN_MANAGE"):
+        desired["permissions"][deployer] = "CAN_MANAGE"  # rule 6 exception: the deployer keeps control
     if live is None:
         if present is not None:
             desired["tags"] = present

@@ -1,35 +1,92 @@
-"""The whole flow of `plan` (and of `apply`, which plans first), as one function to read top to bottom.
+"""The whole flow of `plan` (and of `apply`, which plans first), as functions to read top to bottom.
 
 manifests → desired; workspace → live (two rounds of parallel reads: the objects, then what they
 lead to), with the versions named by their source settled where they are registered; aliases
 resolved to versions once; preflight checks of the manifests against the workspace; then the pure
-planner builds the `Plan`, whole. The CLI and the Python API call this;
-nothing patches the plan afterwards.
+planner builds the `Plan`, whole; then what the deploying identity needs to apply it is checked.
+The CLI and the Python API call this; nothing patches the plan afterwards.
+
+A saved plan is a commitment, never a program: `apply --plan` loads the manifests again (the paths
+the plan records, or the PATHS given), plans again against fresh live state (`plan`) and compares
+(`check_saved`): the same objects, actions, diff lines, operations, deploying identity, workspace
+and sources, or nothing is written. What runs is the new plan; nothing is taken from the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from reconciler.errors import ReconcilerError
-from reconciler.live import read_dependencies, read_objects
+from reconciler.live import read_access, read_dependencies, read_objects
 from reconciler.manifests.loader import Manifests, load_manifests
-from reconciler.plan import Plan, make_plan, resolve_versions
-from reconciler.preflight import preflight
+from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions
+from reconciler.preflight import access_problems, manager_problems, preflight, shared_model_warnings
+from reconciler.terms import identity_principal, name_problem
 from reconciler.workspace import Workspace
 
 
-def load(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None) -> Manifests:
+class _Recording(dict):  # type: ignore[type-arg]
+    """Variables, remembering which ones the manifests looked up (those are what a plan depends on)."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.used: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        self.used.add(str(name))
+        return super().__contains__(name)
+
+    def __getitem__(self, name: str) -> str:
+        self.used.add(name)
+        return str(super().__getitem__(name))
+
+
+def load(paths: Sequence[str], variables: Mapping[str, str], *,
+         stack: str | None = None) -> tuple[Manifests, Source]:
     """Read, validate and cross-check manifest files offline, policies included (raises with every
-    problem); `stack` is what policies that match on stacks compare with."""
-    return load_manifests(paths, variables, stack=stack)
+    problem); `stack` is what policies that match on stacks compare with. Also says what the
+    manifests were made from: the paths, the variables they use and a digest of both's contents."""
+    recording = _Recording(variables)
+    manifests = load_manifests(paths, recording, stack=stack)
+    used = sorted(n for n in recording.used if n in variables)
+    parts = []
+    for path in manifests.files:  # order-free: the same files given in another order are the same
+        with open(path, "rb") as handle:
+            parts.append(hashlib.sha256(handle.read()).hexdigest())
+    parts.sort()
+    parts += [f"{name}={hashlib.sha256(variables[name].encode()).hexdigest()}" for name in used]
+    digest = "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return manifests, Source(paths=list(paths), variables=used, digest=digest)
 
 
-def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int) -> Plan:
-    """Read what the manifests name, check it, and plan: everything `reconciler plan` does."""
+def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str, set[str] | None]:
+    """The principal that keeps CAN_MANAGE (`user_name:...` / `service_principal_name:...`): the one
+    given (--deployer), else the caller (SCIM Me). Its groups when it is the caller, else None (the
+    groups of another identity cannot be read with the SCIM Me call)."""
+    if deployer is not None:
+        problem = name_problem("identity", deployer)
+        if problem:
+            raise ReconcilerError(f"--deployer: {problem}")
+    me = workspace.current_user()
+    name = me.get("userName") or ""
+    if deployer is not None and deployer != name:
+        return identity_principal(deployer), None
+    if name_problem("identity", name):
+        raise ReconcilerError(f"the workspace names the calling identity {name!r}, which is neither an e-mail nor an "
+                              "application id; pass --deployer")
+    return identity_principal(name), {g["display"] for g in me.get("groups") or [] if g.get("display")}
+
+
+def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int,
+         deployer: str | None = None, source: Source | None = None) -> Plan:
+    """Read what the manifests name, check it, and plan: everything `reconciler plan` does.
+    `deployer` is the identity that will apply (default: the caller)."""
     from reconciler.kinds import KINDS
 
     live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
+    principal, groups = deploying_identity(workspace, deployer)
     written = manifests
     for kind in KINDS:  # references settled now: a version named by its source, if registered, is its number
         if kind.resolve is not None:
@@ -37,6 +94,7 @@ def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune
     resolved = resolve_versions(manifests, live.models)
     read_dependencies(workspace, manifests, live, resolved, parallelism=parallelism)
     problems, warnings = preflight(manifests, live, resolved)
+    warnings += live.warnings + shared_model_warnings(manifests, live)
     for kind in KINDS:
         if kind.check is not None:
             kind_problems, kind_warnings = kind.check(written, live, stack)
@@ -52,5 +110,18 @@ def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune
         warnings += [str(w) for w in policy_warnings]
     if problems:
         raise ReconcilerError(problems)
-    return make_plan(manifests, live, resolved, stack=stack, prune=prune, warnings=warnings,
-                     workspace_host=workspace.host)
+    the_plan = make_plan(manifests, live, resolved, stack=stack, prune=prune, warnings=warnings,
+                         workspace_host=workspace.host, deployer=principal, source=source)
+    problems = manager_problems(manifests, the_plan, live)
+    access = read_access(workspace, the_plan, live, principal, groups, parallelism=parallelism)
+    problems += access_problems(the_plan, access)
+    if problems:
+        raise ReconcilerError(problems)
+    return the_plan
+
+
+def check_saved(saved: dict[str, Any], fresh: Plan) -> None:
+    """Refuse, one line per difference, unless `fresh` (planned now) is the saved plan."""
+    found = differences(saved, fresh)
+    if found:
+        raise ReconcilerError(found)

@@ -13,6 +13,9 @@ versions, secrets, resources and MLmodels:
 - an Agent Bricks endpoint (READY with `config: {}`, real-api/endpoint_list_01.json) shows no
   served entities through the API: a manifest cannot describe it, so naming it is an error;
 - enum values this release does not know are warnings again (checks.check_warnings).
+After the plan is made, what the deploying identity needs to apply it is checked too
+(`access_problems`), and no plan may leave an endpoint without a CAN_MANAGE holder
+(`manager_problems`).
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.errors import Problem
-from reconciler.live import LiveState, mlmodel_resources
+from reconciler.live import Access, LiveState, alias_moves, mlmodel_resources
 from reconciler.manifests.checks import check_warnings
 from reconciler.manifests.loader import Loaded, Manifests
 from reconciler.manifests.model import ServingEndpoint
-from reconciler.normalize import is_agent, legacy_inference_table
+from reconciler.normalize import is_agent, legacy_inference_table, live_endpoint, overlay
 from reconciler.terms import SECRET_REF, agent_task, is_source
 from reconciler.workspace import RESOURCE_TYPES
 
@@ -35,6 +38,9 @@ AGENT_UNSUPPORTED = {
     "guardrails": lambda value: any(value.values()),
     "fallback_config": lambda value: bool(value.get("enabled")),
 }
+# Unity Catalog's built-in group of every identity of the account: a grant to it is everyone's.
+ACCOUNT_USERS = "account users"
+PERMISSION_WRITES = ("update_permissions", "set_permissions")
 
 FIX_VERSION = "register it first (mlflow.register_model) or point at another version"
 
@@ -171,4 +177,71 @@ def _mlmodel_problems(loaded, i, version: str, live: LiveState, warnings: list[s
     for kind, name in sorted(logged - declared):
         warnings.append(f"serving_endpoint.{loaded.name}: {label} was logged with {kind} '{name}', which "
                         "spec.resources does not list; add it so plan checks it")
+    return problems
+
+
+def shared_model_warnings(manifests: Manifests, live: LiveState) -> list[str]:
+    """Models are shared across stacks: an alias these manifests move or remove may be what an
+    endpoint they do not manage follows (resolved when its own stack planned)."""
+    warnings = []
+    for model, alias, version, new in alias_moves(manifests, live):
+        for summary in live.listed or []:
+            name = summary.get("name")
+            if name in manifests.endpoints:
+                continue
+            served = {(e.get("entity_name"), str(e.get("entity_version")))
+                      for e in (summary.get("config") or {}).get("served_entities") or []}
+            if (model, str(version)) in served:
+                what = f"moves from version {version} to {new}" if new is not None else \
+                    f"is removed (it points at version {version})"
+                warnings.append(f"registered_model.{model}: alias {alias} {what}, and serving_endpoint.{name}, which "
+                                f"these manifests do not manage, serves version {version}; if it follows the alias, "
+                                "its next apply moves it too")
+    return warnings
+
+
+def manager_problems(manifests: Manifests, plan: Any, live: LiveState) -> list[Problem]:
+    """A permissions write that would leave an endpoint with no CAN_MANAGE holder besides workspace
+    admins (whose inherited grant is not the endpoint's) is refused: no one could manage it again
+    without an admin. A new endpoint's creator holds CAN_MANAGE, so only existing ones are checked."""
+    problems = []
+    for change in plan.changes:
+        loaded = manifests.endpoints.get(change.name) if change.kind == "serving_endpoint" else None
+        api = live.endpoints.get(change.name)
+        if loaded is None or api is None or not {op.name for op in change.operations} & set(PERMISSION_WRITES):
+            continue
+        effective = overlay(change.desired or {}, live_endpoint(api, live.permissions.get(change.name)))
+        if "CAN_MANAGE" not in effective.get("permissions", {}).values():
+            problems.append(loaded.problem(("spec", "permissions"), "after apply no principal would hold CAN_MANAGE on "
+                                           "this endpoint (only workspace admins, through their inherited grant); "
+                                           "grant CAN_MANAGE to a user, group or service principal here"))
+    return problems
+
+
+def access_problems(plan: Any, access: Access) -> list[Problem]:
+    """What the deploying identity lacks for this plan: CAN_MANAGE on each existing endpoint apply
+    writes, and EXECUTE (or ALL_PRIVILEGES, or ownership) on each model an endpoint write serves,
+    which automatic authentication passthrough needs."""
+    problems = []
+    who = access.principal
+    unseen = "" if access.groups is not None else \
+        " (as a direct grant: grants through its groups are not visible when planning as another identity)"
+    for name, level in sorted(access.endpoint_levels.items()):
+        if level != "CAN_MANAGE":
+            problems.append(Problem(f"the deploying identity {who} holds {level or 'no permission'} on this endpoint"
+                                    f"{unseen}, not CAN_MANAGE, which apply needs to write it; grant it CAN_MANAGE, "
+                                    "or apply as an identity that holds it", subject=f"serving_endpoint.{name}"))
+    holders = {who.split(":", 1)[1], ACCOUNT_USERS} | (access.groups or set())
+    for model, grants in sorted(access.model_grants.items()):
+        if access.model_owners.get(model) in holders:
+            continue  # the owner holds every privilege on it
+        held = set().union(*(grants.get(h, set()) for h in holders))
+        if held & {"EXECUTE", "ALL_PRIVILEGES"}:
+            continue
+        users = sorted(c.address for c in plan.changes if c.kind == "serving_endpoint" and
+                       model in {f.get("entity_name") for f in (c.desired or {}).get("served_entities", {}).values()})
+        problems.append(Problem(f"the deploying identity {who} holds no EXECUTE on this model{unseen}, which "
+                                f"{', '.join(users)} needs to serve it (automatic authentication passthrough); grant "
+                                "it EXECUTE on the model (or its schema or catalog), or apply as an identity that "
+                                "holds it", subject=f"registered_model.{model}"))
     return problems

@@ -78,6 +78,11 @@ def principal_key(entry: Mapping[str, Any]) -> str | None:
     return f"{key}:{entry[key]}" if key else None
 
 
+def identity_principal(name: str) -> str:
+    """The ACL key (`principal_key`) of an identity named as SCIM `userName` gives it."""
+    return f"service_principal_name:{name}" if UUID.fullmatch(name) else f"user_name:{name}"
+
+
 # ---- names and their grammar --------------------------------------------------------------------
 
 # Serving endpoint names: "alphanumeric characters, dashes, and underscores", at most 63 characters
@@ -108,6 +113,16 @@ STACK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 # Endpoint ids (the Permissions API key) are hex in every real answer; any other id is refused.
 ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Workspace paths (the apply lock's lease file): absolute, '/'-separated, each segment non-empty and
+# free of control characters. `.` and `..` segments are refused by `name_problem`'s own rule below
+# (real workspaces refuse them, localworkspace/workspace_files.py `check_path`): never resolved.
+WORKSPACE_PATH = re.compile(r"(/[^/\x00-\x1f\x7f]{1,255}){1,32}")
+# A service principal is named by its application id, a UUID; a user by its e-mail. The Databricks
+# CLI tells them apart the same way (databricks/cli libs/iamutil/service_principal.go,
+# `IsServicePrincipalName`: "if the user name is a UUID, then we assume it's a service principal").
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# User names are e-mail addresses; held to a conservative alphabet, since they become ACL entries.
+USER_NAME = re.compile(r"[A-Za-z0-9._%+'-]{1,128}@[A-Za-z0-9.-]{1,253}")
 
 # ---- model versions named by what MLflow logged ------------------------------------------------------
 
@@ -149,22 +164,32 @@ GRAMMAR: dict[str, tuple[re.Pattern[str], str]] = {
     "logged model": (LOGGED_MODEL_ID, "an MLflow logged model id, m- and 32 hex digits"),
     "experiment": (EXPERIMENT_ID, "an MLflow experiment id, digits"),
     "artifact path": (ARTIFACT_PATH, "a relative path of letters, digits, '-', '_' and '.'"),
+    "workspace path": (WORKSPACE_PATH, "an absolute workspace path without '.' or '..' segments"),
+    "identity": (re.compile(f"{UUID.pattern}|{USER_NAME.pattern}"),
+                 "a user's e-mail or a service principal's application id"),
+    # A model version named by the logged agent it is registered from (kinds/model_version.py).
+    "model version": (re.compile(f"{UC_API_THREE_PART.pattern}@(?:{SOURCE.pattern})"),
+                      "catalog.schema.model@ the URI MLflow printed (models:/m-... or runs:/<run id>/<path>)"),
 }
 
 
 def name_problem(kind: str, value: object) -> str | None:
     """Why `value` is not a valid `kind` name, or None. `..` and `.` are never names."""
     pattern, rule = GRAMMAR[kind]
-    if not isinstance(value, str) or value in (".", "..") or not pattern.fullmatch(value):
+    dots = isinstance(value, str) and (value in (".", "..") or (kind == "workspace path" and any(
+        part in (".", "..") for part in value.split("/"))))
+    if not isinstance(value, str) or dots or not pattern.fullmatch(value):
         shown = repr(value)[:80]
-        return f"{shown} is not a valid {kind} name ({rule})"
+        noun = kind if kind in ("workspace path", "identity") else f"{kind} name"
+        return f"{shown} is not a valid {noun} ({rule})"
     return None
 
 
 # ---- secrets and credentials --------------------------------------------------------------------
 
-# Databricks only substitutes a secret when the whole value is exactly one reference.
-SECRET_REF = re.compile(r"\{\{secrets/([A-Za-z0-9_.@-]{1,128})/([A-Za-z0-9_.-]{1,128})\}\}")
+# Databricks only substitutes a secret when the whole value is exactly one reference. A scope or key
+# of `.` or `..` is no name (it would be a path segment elsewhere): not a reference.
+SECRET_REF = re.compile(r"\{\{secrets/(?!\.\.?/)([A-Za-z0-9_.@-]{1,128})/(?!\.\.?\}\})([A-Za-z0-9_.-]{1,128})\}\}")
 SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
 SETTING_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?|true|false|yes|no|on|off", re.IGNORECASE)
 # Values shaped like well-known credentials, whatever their variable is called: OpenAI-style keys

@@ -7,16 +7,22 @@ does not exist. Writes send plain JSON payloads, so unknown live values are rese
 
 Every call goes through `_call`, which owns what the SDK would otherwise decide alone:
 - names: each path segment is checked against its grammar (`terms.GRAMMAR`) and URL-encoded, so
-  no name from a manifest, a plan file, a variable or a server answer can change the route;
+  no name from a manifest, a plan file, a variable or a server answer can change the route (`.`
+  and `..` are refused whatever the grammar: no encoding of them survives `requests`); workspace
+  file paths, sent in bodies and queries, are checked too;
 - auth, the request and error parsing stay the SDK's (`ApiClient.do`, its unified auth and
   `databricks.sdk.errors`), and so does the decision of what is worth retrying (429, 503,
   connection errors, its transient messages). The SDK's own retry sleep is replaced (the Config's
   clock raises instead of sleeping) so that retries are ours: bounded by the run's `deadline`, by
-  the apply lease for writes (`fence`), interruptible (`cancel`), and a `Retry-After` longer than
-  the time left ends the call at once, quoting the server;
-- every attempt runs on a worker thread and the caller waits at most `response_seconds` for it,
-  so a server that trickles its answer cannot hold a call; a write in flight is allowed to return
-  even after an interrupt (its attempt is bounded), reads are abandoned at once;
+  the apply lease for writes (`fence`: every write attempt and its retries end before the lease
+  does, and a write gives up with `LeaseLost` once the lease is gone), interruptible (`cancel`),
+  and a `Retry-After` longer than the time left ends the call at once, quoting the server;
+- every attempt runs on a worker thread and the caller waits at most `response_seconds` for it
+  (and, for a write, no longer than the lease lasts), so a server that trickles its answer cannot
+  hold a call; a write in flight is allowed to return even after an interrupt (its attempt is
+  bounded), reads are abandoned at once. The request itself is gated at the last moment before it
+  leaves (the `auth` hook `requests` calls as it prepares it): an attempt given up is never sent
+  late, and a write is sent only while `fence` allows;
 - answers are checked before use: not JSON, the wrong JSON type, missing or mistyped fields we
   rely on, or absurd nesting become one `UnexpectedAnswer` line, never a crash further on;
 - failures become typed errors (`errors.NotFound`, `Conflict`, `AlreadyExists`,
@@ -162,16 +168,18 @@ _CONFIG = {"served_entities": [_ENTITY], "auto_capture_config": dict,
                                           "traffic_percentage": int}]}}
 _TAGS = [{"key!": str, "value": str}]
 ENDPOINT = {"name!": str, "id": str, "creator": str, "description": str, "route_optimized": bool,
+            "permission_level": str,  # the caller's own level (ServingEndpointDetailed.permission_level)
             "state": {"ready": str, "config_update": str}, "config": _CONFIG, "pending_config": _CONFIG,
             "tags": _TAGS, "ai_gateway": dict}
-ENDPOINT_LIST = {"endpoints": [{"name!": str, "tags": _TAGS}]}
+ENDPOINT_LIST = {"endpoints": [{"name!": str, "tags": _TAGS, "permission_level": str}]}
 ACL = {"access_control_list": [{"user_name": str, "group_name": str, "service_principal_name": str,
                                 "all_permissions": [{"permission_level": str, "inherited": bool}]}]}
 MODEL = {"comment": str, "owner": str, "aliases": [{"alias_name": str, "version_num": int}]}
 VERSION = {"version": int, "status": str, "source": str, "run_id": str}
 SCOPES = {"scopes": [{"name": str}]}
 SECRETS = {"secrets": [{"key": str}]}
-USER = {"userName": str}
+USER = {"userName": str, "groups": [{"display": str}]}
+EFFECTIVE = {"privilege_assignments": [{"principal": str, "privileges": [{"privilege": str}]}]}
 # MLflow's own routes (`mlflow/protos/service.proto`, `databricks_uc_registry_messages.proto`), for
 # what the Unity Catalog REST shapes lack: a run's and a logged model's artifact roots, version tags
 # (the reconciler's marker) and a failed registration's status_message.
@@ -191,12 +199,31 @@ ANY: dict[str, Any] = {}
 
 
 def _segment(kind: str | None, value: str) -> str:
-    """One URL path segment: grammar-checked (when `kind` names one) and percent-encoded."""
+    """One URL path segment: grammar-checked (when `kind` names one) and percent-encoded.
+
+    `.` and `..` are refused whatever the grammar says: no encoding of them survives the trip
+    (`requests` decodes `%2E` back to `.`, being unreserved: `requote_uri` in requests/utils.py, and
+    urllib3 then removes dot segments), so they would resolve against the route."""
     if kind is not None:
         problem = name_problem(kind, value)
         if problem:
             raise ReconcilerError(problem)
+    if str(value) in (".", ".."):
+        raise ReconcilerError(f"{str(value)!r} cannot be sent as a name: a '.' or '..' path segment would be resolved, "
+                              "not sent")
     return urllib.parse.quote(str(value), safe="")
+
+
+def _workspace_path(path: str) -> str:
+    """A workspace file path (sent in bodies and queries, not in the URL path), checked."""
+    problem = name_problem("workspace path", path)
+    if problem:
+        raise ReconcilerError(problem)
+    return path
+
+
+class _Abandoned(Exception):
+    """Raised in place of sending an attempt its caller stopped waiting for (see `_call`)."""
 
 
 def _shown_host(host: str) -> str:
@@ -287,8 +314,19 @@ class Workspace:
         if self.config.workspace_id:
             headers["X-Databricks-Workspace-Id"] = self.config.workspace_id
 
-        def attempt() -> Any:
-            answer = self._api.do(method, path, query=query, body=body, headers=headers, raw=raw)
+        def attempt(abandoned: threading.Event) -> Any:
+            def gate(request: Any) -> Any:
+                # The last moment before the request leaves (requests applies `auth` as it prepares
+                # the request): an attempt its caller stopped waiting for is not sent late, and a
+                # write is sent only while the apply lease is held with margin (`fence` raises).
+                if abandoned.is_set():
+                    raise _Abandoned
+                if write and self.fence is not None:
+                    self.fence()
+                request.headers.update(self.config.authenticate())  # what the SDK's own `auth` adds
+                return request
+
+            answer = self._api.do(method, path, query=query, body=body, headers=headers, raw=raw, auth=gate)
             if raw:
                 return _read_capped(answer["contents"], MAX_FILE_BYTES)
             return answer
@@ -305,11 +343,18 @@ class Workspace:
             if limit - now <= 0:
                 raise Unreachable(Problem(f"{operation}: no time left {bound}", subject=subject))
             tries += 1
-            future = _RUNNER.submit(attempt)
+            abandoned = threading.Event()
+            future = _RUNNER.submit(lambda abandoned=abandoned: attempt(abandoned))
             try:
+                # Every attempt is bounded by the time left: for a write under the apply lock, by the
+                # lease (`_limit`), so no write attempt outlives it.
                 answer = self._await(future, min(self.response_seconds, limit - now), write=write)
-            except FutureTimeout:
+            except (FutureTimeout, Interrupted):
+                abandoned.set()
+                if self.cancel.is_set():
+                    raise Interrupted(self.cancel_signal) from None
                 if write:
+                    self._fenced()  # the lease ran out meanwhile: that, not the timeout, is what stops the run
                     raise Unreachable(Problem(
                         f"{operation}: no complete answer within {min(self.response_seconds, limit - now):.0f}s "
                         f"{bound if limit - now < self.response_seconds else ''}; the write may or may not have "
@@ -326,8 +371,13 @@ class Workspace:
                 reason = _describe(cause, self.host)
                 if _is_tls(cause):  # retrying a TLS mismatch cannot help
                     raise Unreachable(Problem(f"{operation}: {reason}", subject=subject)) from None
-                self._retry_or_give_up(subject, operation, reason, retry_after, wanted.seconds, started, limit,
-                                       bound, tries, network=not hasattr(cause, "error_code"))
+                try:
+                    self._retry_or_give_up(subject, operation, reason, retry_after, wanted.seconds, started, limit,
+                                           bound, tries, network=not hasattr(cause, "error_code"))
+                except Unreachable:
+                    if write:
+                        self._fenced()
+                    raise
                 continue
             except (ValueError, RecursionError, UnicodeDecodeError) as exc:  # the body was not JSON
                 what = "a JSON answer nested too deeply" if isinstance(exc, RecursionError) else \
@@ -347,6 +397,11 @@ class Workspace:
                     raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {problem}",
                                                    subject=subject))
             return answer
+
+    def _fenced(self) -> None:
+        """Raise LeaseLost if the apply lock's lease is lost (a write gave up: the lease may be why)."""
+        if self.fence is not None:
+            self.fence()
 
     def _limit(self, started: float, write: bool, budget: float | None) -> tuple[float, str]:
         """Until when this call may go on, and what sets that bound (for the message)."""
@@ -601,6 +656,20 @@ class Workspace:
         principal, its application id (databricks/cli libs/iamutil)."""
         return self._call("GET", "/api/2.0/preview/scim/v2/Me", shape=USER, subject="current_user", operation="get")
 
+    def model_privileges(self, full_name: str) -> dict[str, set[str]]:
+        """Who holds which Unity Catalog privileges on a registered model, its own and those it
+        inherits from its schema and catalog (`GET effective-permissions/function/{name}`,
+        `w.grants.get_effective` in SDK `service/catalog.py`: registered models are FUNCTION
+        securables; without `max_results` the answer holds every assignment, unpaginated).
+        Principal -> privileges."""
+        answer = self._call("GET", f"/api/2.1/unity-catalog/effective-permissions/function/{_segment('model', full_name)}",
+                            shape=EFFECTIVE, subject=f"registered_model.{full_name}", operation="get effective permissions")
+        held: dict[str, set[str]] = {}
+        for assignment in answer.get("privilege_assignments") or []:
+            privileges = {p.get("privilege") for p in assignment.get("privileges") or [] if p.get("privilege")}
+            held.setdefault(assignment.get("principal") or "", set()).update(privileges)
+        return held
+
     # ---- writes ------------------------------------------------------------------------------
 
     def create_model(self, full_name: str, *, comment: str | None) -> None:
@@ -752,7 +821,7 @@ class Workspace:
 
     def create_file(self, path: str, content: bytes, *, overwrite: bool, budget: float | None = None) -> bool:
         """Write a workspace file; with overwrite=False, False if the path already exists (atomic)."""
-        subject = f"workspace_file.{path}"
+        subject = f"workspace_file.{_workspace_path(path)}"
         self._call("POST", "/api/2.0/workspace/mkdirs", body={"path": path.rsplit("/", 1)[0]}, write=True,
                    subject=subject, operation="mkdirs", budget=budget)
         try:
@@ -769,12 +838,14 @@ class Workspace:
         answered 400 RESOURCE_ALREADY_EXISTS for workspace files (databricks/cli#3386); `RAW` with
         `overwrite: true` replaces them, as Terraform's databricks_workspace_file does
         (localworkspace/workspace_files.py cites both). Unconditional: callers check ownership first."""
+        _workspace_path(path)
         self._call("POST", "/api/2.0/workspace/import", write=True, subject=f"workspace_file.{path}",
                    operation="import", budget=budget,
                    body={"path": path, "content": base64.b64encode(content).decode(), "format": "RAW",
                          "overwrite": True})
 
     def read_file(self, path: str, *, budget: float | None = None) -> bytes | None:
+        _workspace_path(path)
         answer = self._call("GET", "/api/2.0/workspace/export", query={"path": path, "format": "AUTO"}, budget=budget,
                             missing_ok=True, shape={"content": str}, subject=f"workspace_file.{path}",
                             operation="export")
@@ -788,6 +859,7 @@ class Workspace:
                                            subject=f"workspace_file.{path}")) from None
 
     def delete_file(self, path: str, *, budget: float | None = None) -> None:
+        _workspace_path(path)
         self._call("POST", "/api/2.0/workspace/delete", body={"path": path}, write=True, missing_ok=True, budget=budget,
                    subject=f"workspace_file.{path}", operation="delete")
 

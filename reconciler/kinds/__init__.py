@@ -1,12 +1,12 @@
 """The managed kinds, one module each, and the one table every stage iterates.
 
-A kind's module says everything kind-specific: its address (`KEY`), which objects the manifests
-name (`names`), how it is read (`read`), how its normalised current state is re-read for a saved
-plan's staleness check (`current`), how its desired and live states become a `Change`
-(`plan_all`), the operation names it may plan (`OPERATIONS`, which the plan schema lists), and the
-apply steps that execute it. The pipeline, the planner, the executor and the plan schema test
-iterate `KINDS`; none of them asks "which kind is this?". Adding a kind is one module, one line
-here, and its local-workspace routes.
+A kind's module says everything kind-specific: its address (`KEY`), the grammar its names follow
+(`GRAMMAR`, a key of `terms.GRAMMAR`: a saved plan's names are held to it), which objects the
+manifests name (`names`), how it is read (`read`), how its desired and live states become a
+`Change` (`plan_all`), the operation names it may plan (`OPERATIONS`, which the plan schema
+lists), and the apply steps that execute it. The pipeline, the planner, the executor and the plan
+schema test iterate `KINDS`; none of them asks "which kind is this?". Adding a kind is one module,
+one line here, and its local-workspace routes.
 
 A kind that other kinds' manifests refer to (a model version named by its source, in aliases and
 served entities) may also say, in its line: `resolve` (after the reads, the references it can
@@ -47,7 +47,7 @@ class Step:
 class Kind:
     key: str  # address prefix and Change.kind: "serving_endpoint"
     manifest_kind: str | None  # the manifests' `kind:`; None: named inside other kinds' documents
-    module: Any  # names, read, current, plan_all, OPERATIONS
+    module: Any  # GRAMMAR, names, read, plan_all, OPERATIONS
     steps: tuple[Step, ...]
     resolve: Callable[[Manifests, LiveState], Manifests] | None = None
     check: Callable[[Manifests, LiveState, str | None], tuple[list[Problem], list[str]]] | None = None

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from reconciler.workspace import Workspace
 
 KEY = "model_version"
+GRAMMAR = "model version"  # terms.GRAMMAR: what a name of this kind must look like, wherever it comes from
 OPERATIONS = ("register_version", "delete_version")
 SOURCE_TAG = "reconciler-source"
 READY, PENDING, FAILED = "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"
@@ -188,11 +189,6 @@ def _registered_from(version: dict[str, Any], source: str, logged: dict[str, Any
     if model_id and (version.get("model_id") == model_id or version.get("source") == f"models:/{model_id}"):
         return True
     return bool(logged.get("registers_as")) and version.get("source") == logged["registers_as"]
-
-
-def current(ws: Workspace, change: Change) -> dict[str, Any]:
-    """The versions from the source now, shaped as `plan` fingerprinted them (a saved plan's check)."""
-    return _versions_now(read(ws, change.name))
 
 
 def _versions_now(found: dict[str, Any]) -> dict[str, Any]:
@@ -331,7 +327,7 @@ def _release(value: Any) -> tuple[int, ...] | None:
 # ---- plan --------------------------------------------------------------------------------------
 
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
-             prune: bool) -> list[Change]:
+             prune: bool, deployer: str | None = None) -> list[Change]:
     return [plan(name, read, stack=stack) for name, read in sorted(live.objects.get(KEY, {}).items())]
 
 

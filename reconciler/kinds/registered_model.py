@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from reconciler.workspace import Workspace
 
 KEY = "registered_model"
+GRAMMAR = "model"  # terms.GRAMMAR: what a name of this kind must look like, wherever it comes from
 OPERATIONS = ("create_model", "update_model", "set_alias", "delete_alias")
 
 
@@ -45,16 +46,10 @@ def read(ws: Workspace, name: str) -> dict[str, Any] | None:
     return ws.get_model(name)
 
 
-def current(ws: Workspace, change: Change) -> dict[str, Any] | None:
-    """The model's normalised state now, shaped as `plan` shaped it (for a saved plan's check)."""
-    api = ws.get_model(change.name)
-    return live_model(api) if api is not None else None
-
-
 # ---- plan ------------------------------------------------------------------------------------------
 
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
-             prune: bool) -> list[Change]:
+             prune: bool, deployer: str | None = None) -> list[Change]:
     return [plan(name, desired_model(loaded.manifest), live.models.get(name))
             for name, loaded in sorted(manifests.models.items())]
 
@@ -116,6 +111,7 @@ def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
     """The model's writes, re-derived from a fresh read: either those no endpoint waits for, or
     (`linked`) the alias changes that wait for endpoints, each only once they serve the version."""
     linked_aliases = {op.args.get("alias"): op.after for op in change.operations if op.after}
+    followers = {op.args.get("alias"): op.args.get("followers", {}) for op in change.operations if op.after}
     waiting = {a: ex.unfinished(deps) for a, deps in linked_aliases.items()} if linked else {}
     api = ex.ws.get_model(change.name)
     now = live_model(api) if api is not None else None
@@ -128,8 +124,8 @@ def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
             ex.skip(change.address, f"{op.description} not done: {', '.join(waiting[op.args['alias']])} "
                                     "did not finish registering or serving the new version")
             continue
-        not_serving = _not_serving(ex, linked_aliases[op.args["alias"]], change.name, op.args.get("version")) \
-            if linked else ""
+        not_serving = _not_serving(ex, linked_aliases[op.args["alias"]], followers[op.args["alias"]], change.name,
+                                   op.args.get("version")) if linked else ""
         if not_serving:
             ex.skip(change.address, f"{op.description} not done: {not_serving}")
             continue
@@ -138,7 +134,8 @@ def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
     ex.unchanged(change.address)
 
 
-def _not_serving(ex: Executor, addresses: list[str], model: str, version: Any) -> str:
+def _not_serving(ex: Executor, addresses: list[str], followers: dict[str, list[str]], model: str,
+                 version: Any) -> str:
     """Why the endpoints an alias move waits for do not serve `model` `version` healthily now
     ("" when they all do). The ones this run updated were just seen serving it; any other (an
     update left in progress by an interrupted run, which the plan linked) is waited for and
@@ -155,14 +152,32 @@ def _not_serving(ex: Executor, addresses: list[str], model: str, version: Any) -
             deadline = time.monotonic() + ex.options.timeout_seconds
             api = serving_endpoint.wait(ex, name, address, deadline, check_failure=False) if ex.options.wait \
                 else ex.ws.get_endpoint(name) or {}
-        state = api.get("state") or {}
-        served = {(e.get("entity_name"), e.get("entity_version"))
-                  for e in (api.get("config") or {}).get("served_entities") or []}
-        if state.get("ready") != "READY" or state.get("config_update") != "NOT_UPDATING" or \
-                (version is not None and (model, str(version)) not in served):
-            reasons.append(f"{name} does not serve version {version} healthily "
-                           f"(config_update {state.get('config_update')})")
+        reason = not_serving(api, model, version, followers.get(address, []))
+        if reason:
+            reasons.append(f"{name} {reason}")
     return "; ".join(reasons)
+
+
+def not_serving(api: dict[str, Any], model: str, version: Any, followers: list[str]) -> str:
+    """Why endpoint `api` does not serve `model` `version` healthily through every served entity
+    in `followers` (those that follow the alias), or "". The version served by some other entity
+    (a challenger) does not count: the alias must be what its followers serve."""
+    state = api.get("state") or {}
+    if state.get("ready") != "READY" or state.get("config_update") != "NOT_UPDATING":
+        return f"does not serve version {version} healthily (ready {state.get('ready')}, config_update " \
+               f"{state.get('config_update')})"
+    if version is None:
+        return ""
+    entities = {e.get("name"): e for e in (api.get("config") or {}).get("served_entities") or []}
+    for key in followers or []:
+        entity = entities.get(key) or {}
+        if (entity.get("entity_name"), str(entity.get("entity_version"))) != (model, str(version)):
+            return f"does not serve version {version} through served entity {key}, which follows the alias " \
+                   f"(it serves {entity.get('entity_name')} version {entity.get('entity_version')})"
+    if not followers and not any((e.get("entity_name"), str(e.get("entity_version"))) == (model, str(version))
+                                 for e in entities.values()):
+        return f"does not serve version {version}"
+    return ""
 
 
 def _write(ws: Workspace, name: str, op: str, args: dict[str, Any]) -> None:

@@ -52,7 +52,17 @@ from reconciler.normalize import (
     overlay,
 )
 from reconciler.plan import Action, Change, Operation, fingerprint
-from reconciler.terms import MANAGED_BY_TAG, STACK_TAG, default_entity_name, managed, updating, version_label
+from reconciler.terms import (
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    STACK_TAG,
+    default_entity_name,
+    managed,
+    owned_by_stack,
+    tag_map,
+    updating,
+    version_label,
+)
 
 if TYPE_CHECKING:
     from reconciler.apply import Executor
@@ -62,6 +72,7 @@ if TYPE_CHECKING:
     from reconciler.workspace import Workspace
 
 KEY = "serving_endpoint"
+GRAMMAR = "endpoint"  # terms.GRAMMAR: what a name of this kind must look like, wherever it comes from
 OPERATIONS = ("create_endpoint", "update_config", "patch_tags", "put_ai_gateway", "update_permissions",
               "set_permissions", "delete_endpoint", "rollout", "rollback_rollout", "finish_rollout")
 CONFIG_KEYS = ("served_entities", "traffic")
@@ -89,25 +100,15 @@ def read(ws: Workspace, name: str) -> dict[str, Any] | None:
     return ws.get_endpoint(name)
 
 
-def current(ws: Workspace, change: Change) -> dict[str, Any] | None:
-    """The endpoint's normalised state now, shaped as `plan` shaped it (for a saved plan's check)."""
-    api = ws.get_endpoint(change.name)
-    if api is None:
-        return None
-    wants_acl = change.desired is not None and ("permissions" in change.desired or change.action is Action.REPLACE)
-    acl = ws.get_endpoint_permissions(change.name, api["id"]) if wants_acl and api.get("id") else None
-    return live_endpoint(api, acl)
-
-
 # ---- plan ------------------------------------------------------------------------------------------
 
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
-             prune: bool) -> list[Change]:
+             prune: bool, deployer: str | None = None) -> list[Change]:
     """Every endpoint of the manifests, and with `prune` the managed ones of this stack that left them."""
     changes = []
     for name, loaded in sorted(manifests.endpoints.items()):
-        change = plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack), live.endpoints.get(name),
-                      live.permissions.get(name), rollout=loaded.manifest.spec.rollout)
+        change = plan(name, desired_endpoint(loaded.manifest, resolved[name], stack=stack, deployer=deployer),
+                      live.endpoints.get(name), live.permissions.get(name), rollout=loaded.manifest.spec.rollout)
         change.notes += reset_notes(loaded.manifest, resolved[name], change)
         changes.append(change)
     if prune:
@@ -127,6 +128,7 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
         change.operations = [Operation("delete_endpoint", f"delete_endpoint({name})")]
         return change
     effective = overlay(desired, live)
+    change.notes += _deployer_notes(desired, effective)
     if live is None:
         change.action = Action.CREATE
         change.diff = diff({}, effective)
@@ -173,6 +175,19 @@ def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, add
     from reconciler import rollout as rollouts
 
     return rollouts.before(live, rollouts.read_marker(api, address))
+
+
+def _deployer_notes(desired: dict[str, Any], effective: dict[str, Any]) -> list[str]:
+    """The plan says when the deploying identity keeps CAN_MANAGE that the manifest does not give it
+    (not when it is the creator the manifest leaves out: the creator's grant was always kept)."""
+    deployer = desired.get("deployer")
+    said = desired.get("permissions", {}).get(deployer)
+    if deployer is None or effective.get("permissions", {}).get(deployer) != "CAN_MANAGE" or said == "CAN_MANAGE":
+        return []
+    if said is None and deployer.split(":", 1)[1] == effective.get("creator"):
+        return []
+    how = f"the manifest grants it {said}" if said else "the manifest does not name it"
+    return [f"{deployer} keeps CAN_MANAGE: it is the identity that applies ({how})"]
 
 
 def create_operations(name: str, effective: dict[str, Any]) -> list[Operation]:
@@ -292,6 +307,10 @@ def apply_change(ex: Executor, change: Change) -> None:
         api = wait(ex, name, address, deadline, check_failure=False)
     replaced = None
     if change.action is Action.REPLACE and api is not None:
+        refused = ownership_problem(api, ex.plan.stack)
+        if refused:
+            ex.skip(address, f"delete_endpoint({name}) for replacement not done: {refused}")
+            return
         # What the new endpoint keeps is read before the old one goes (see the module docstring).
         acl = ex.ws.get_endpoint_permissions(name, api["id"]) if api.get("id") else None
         replaced = (api, acl)
@@ -362,7 +381,7 @@ def _create(ex: Executor, change: Change, desired: dict[str, Any],
     ex.wrote(address, f"create_endpoint({name})")
     if effective.get("permissions") and api.get("id"):
         acl = ex.ws.get_endpoint_permissions(name, api["id"])
-        grants = {p: lvl for p, lvl in effective["permissions"].items()
+        grants = {p: lvl for p, lvl in effective["permissions"].items()  # the deployer's CAN_MANAGE kept
                   if live_endpoint(api, acl).get("permissions", {}).get(p) != lvl}
         if grants:
             ex.ws.update_permissions(name, api["id"], acl_payload(grants), replace=False)
@@ -429,6 +448,7 @@ def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failur
             if check_failure and state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
                 raise EndpointFailed(_failure_message(ex, name, api, state))
             return api
+        ex.check_lease()  # a run stalled past its lease stops here, before anything it would do next
         if time.monotonic() + interval > deadline:
             raise EndpointFailed(f"still updating after --timeout {ex.options.timeout_seconds:.0f}s; the update "
                                  "goes on in the workspace: run apply again to wait for it and finish")
@@ -449,6 +469,28 @@ def _failure_message(ex: Executor, name: str, api: dict[str, Any], state: str) -
                     parts.append(f"build logs: {logs}")
     return "; ".join(dict.fromkeys(parts))
 
+def ownership_problem(api: dict[str, Any], stack: str | None) -> str:
+    """Why an endpoint is not ours to delete ("" when it is): only one that carries `managed-by:
+    reconciler` and this stack's tag (none without a stack), as read just before the delete."""
+    tags = tag_map(api)
+    if tags.get(MANAGED_BY_TAG) != MANAGED_BY_VALUE:
+        return f"it is not tagged {MANAGED_BY_TAG}: {MANAGED_BY_VALUE} (any more); delete it by hand if it must go"
+    if not owned_by_stack(api, stack):
+        theirs = tags.get(STACK_TAG)
+        belongs = f"it belongs to stack {theirs!r}" if theirs else "it belongs to no stack"
+        return f"{belongs}, and this apply is for {f'stack {stack!r}' if stack else 'no stack'}"
+    return ""
+
+
 def delete(ex: Executor, change: Change) -> None:
+    """Prune: re-read just before deleting, and delete only what is still this stack's."""
+    api = ex.ws.get_endpoint(change.name)
+    if api is None:
+        ex.unchanged(change.address)
+        return
+    refused = ownership_problem(api, ex.plan.stack)
+    if refused:
+        ex.skip(change.address, f"delete_endpoint({change.name}) not done: {refused}")
+        return
     ex.ws.delete_endpoint(change.name)
     ex.wrote(change.address, f"delete_endpoint({change.name})")

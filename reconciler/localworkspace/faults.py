@@ -14,6 +14,8 @@ request order meets the same faults. The kinds, and what `databricks-sdk` does a
   RESOURCE_ALREADY_EXISTS). This is how a real network blip looks to a writer.
 `Retry-After` defaults to 0 seconds (the SDK parses it as an integer, `_parse_retry_after`) so
 tests stay fast; pass `retry_after=1` for the value a real workspace typically sends.
+`only=(method, path)` limits faults to the requests with that method and (decoded) path, so a test
+can make one write meet a fault whatever else the client does meanwhile (a renewal, a poll).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FaultPlan:
     retry_after: int = 0  # seconds, sent as Retry-After on 429/503
     slow_ms: int = 200
     max_faults: int | None = None  # stop injecting after this many ("fail the next request once")
+    only: tuple[str, str] | None = None  # (method, path): only these requests meet faults
 
 
 class Faults:
@@ -44,7 +47,8 @@ class Faults:
         self.injected = 0
 
     def configure(self, rate: float, seed: int | None = None, *, kinds: tuple[str, ...] | list[str] | None = None,
-                  retry_after: int = 0, slow_ms: int = 200, max_faults: int | None = None) -> FaultPlan:
+                  retry_after: int = 0, slow_ms: int = 200, max_faults: int | None = None,
+                  only: tuple[str, str] | None = None) -> FaultPlan:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be between 0 and 1, got {rate}")
         chosen = tuple(kinds) if kinds else DEFAULT_KINDS
@@ -55,15 +59,17 @@ class Faults:
             raise ValueError("retry_after and slow_ms must not be negative")
         with self._lock:
             self.plan = FaultPlan(rate=rate, seed=seed, kinds=chosen, retry_after=retry_after, slow_ms=slow_ms,
-                                  max_faults=max_faults)
+                                  max_faults=max_faults, only=tuple(only) if only else None)  # type: ignore[arg-type]
             self._random = random.Random(seed)
             self.injected = 0
         return self.plan
 
-    def draw(self) -> str | None:
-        """The fault the next request meets, or None."""
+    def draw(self, method: str = "", path: str = "") -> str | None:
+        """The fault the request `method path` meets, or None."""
         with self._lock:
             if self.plan.rate <= 0.0 or self.injected == self.plan.max_faults:
+                return None
+            if self.plan.only is not None and self.plan.only != (method, path):
                 return None
             if self._random.random() >= self.plan.rate:
                 return None

@@ -39,7 +39,8 @@ for a server in another process:
     GET  /__sim/requests                 {"requests": [{method, path, query, status, body, fault}]}
     POST /__sim/requests/reset
     POST /__sim/faults                   {"rate": 0.3, "seed": 7, "kinds": ["429", "503", "drop", "slow"],
-                                          "retry_after": 0, "slow_ms": 200, "max_faults": null}
+                                          "retry_after": 0, "slow_ms": 200, "max_faults": null,
+                                          "only": null}   # or ["PATCH", "/api/2.0/..."]: only that request
     POST /__sim/latency                  {"ms": 50}
     POST /__sim/update-seconds           {"seconds": 2.0}
     POST /__sim/registration             {"seconds": 2.0, "failure": null}   # see "Registration" below
@@ -47,6 +48,9 @@ for a server in another process:
     POST /__sim/tokens                   {"token": "viewer-token", "read_only": true, "principal": null}
     POST /__sim/log-responses            {"on": true}
     POST /__sim/queries                  {"seed": 7, "metrics_window_seconds": 0}   (see queries.py, metrics.py)
+`hold_answer(method, path)` (in-process only) handles the next such request, then keeps its answer
+until the returned `Hold` is released: the client is then known to wait between a write that
+landed and its answer (a test stops it there, e.g. with SIGSTOP).
 The request log holds `/api/` calls only (not `/.well-known`, `/__sim` nor queries to served
 models, which `state.queries.log` keeps), in completion order.
 Each entry: `method`; `path` (percent-decoded); `raw_path` (as sent); `segments` (each decoded
@@ -170,6 +174,20 @@ CONTROL_PREFIX = "/__sim"
 DOT_SEGMENTS = {".", ".."}
 
 
+@dataclasses.dataclass
+class Hold:
+    """An answer kept back (`LocalWorkspace.hold_answer`): `reached` is set once the request was
+    handled and its answer is waiting; `release()` sends it."""
+
+    method: str
+    path: str
+    reached: threading.Event = dataclasses.field(default_factory=threading.Event)
+    released: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class LocalWorkspace:
     """A local workspace serving on a background thread (a free port unless `port` is given)."""
 
@@ -187,6 +205,7 @@ class LocalWorkspace:
         self.faults = Faults()
         self.faults.configure(fault_rate, fault_seed)
         self._log: list[dict[str, Any]] = []
+        self._holds: list[Hold] = []
         self._sequence = 0
         self._log_lock = threading.Lock()
         self._address = (host, port)
@@ -254,9 +273,25 @@ class LocalWorkspace:
             self._log.clear()
 
     def set_faults(self, rate: float, seed: int | None = None, *, kinds: list[str] | tuple[str, ...] | None = None,
-                   retry_after: int = 0, slow_ms: int = 200, max_faults: int | None = None) -> None:
+                   retry_after: int = 0, slow_ms: int = 200, max_faults: int | None = None,
+                   only: tuple[str, str] | None = None) -> None:
         """Inject faults into `/api/` requests (see `faults.py`); rate 0 turns them off."""
-        self.faults.configure(rate, seed, kinds=kinds, retry_after=retry_after, slow_ms=slow_ms, max_faults=max_faults)
+        self.faults.configure(rate, seed, kinds=kinds, retry_after=retry_after, slow_ms=slow_ms, max_faults=max_faults,
+                              only=only)
+
+    def hold_answer(self, method: str, path: str) -> Hold:
+        """The next `method path` request is handled, then its answer waits until `release()`."""
+        hold = Hold(method, path)
+        with self._log_lock:
+            self._holds.append(hold)
+        return hold
+
+    def _held(self, method: str, path: str) -> Hold | None:
+        with self._log_lock:
+            hold = next((h for h in self._holds if (h.method, h.path) == (method, path)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        return hold
 
     def set_latency(self, ms: int) -> None:
         self.latency_ms = ms
@@ -357,10 +392,12 @@ class LocalWorkspace:
                 self.reset_requests()
             elif (method, action) == ("POST", "/faults"):
                 max_faults = body.get("max_faults")
+                only = body.get("only")
                 plan = self.faults.configure(float(body.get("rate", 0.0)), body.get("seed"), kinds=body.get("kinds"),
                                              retry_after=int(body.get("retry_after", 0)),
                                              slow_ms=int(body.get("slow_ms", 200)),
-                                             max_faults=None if max_faults is None else int(max_faults))
+                                             max_faults=None if max_faults is None else int(max_faults),
+                                             only=(str(only[0]), str(only[1])) if only else None)
                 return routes.Response(dataclasses.asdict(plan))
             elif (method, action) == ("POST", "/latency"):
                 self.set_latency(int(body.get("ms", 0)))
@@ -465,7 +502,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if workspace.latency_ms:
             time.sleep(workspace.latency_ms / 1000)
-        fault = workspace.faults.draw() if path.startswith("/api/") else None
+        fault = workspace.faults.draw(self.command, path) if path.startswith("/api/") else None
         entry: dict[str, Any] = {"method": self.command, "path": path, "raw_path": url.path, "segments": segments,
                                  "query": query, "status": None, "body": _logged_body(raw, headers),
                                  "identity": workspace.identity(headers), "fault": fault,
@@ -486,6 +523,10 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "drop_after":
                 self._drop()
                 return
+            hold = workspace._held(self.command, path) if path.startswith("/api/") else None
+            if hold is not None:
+                hold.reached.set()
+                hold.released.wait(timeout=600)
             entry["status"] = response.status
             self._send(response)
             entry["answered_at"] = time.time()

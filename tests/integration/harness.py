@@ -70,7 +70,7 @@ def write(tmp: Path, documents: list[dict[str, Any]], name: str = "manifests.yam
 
 def writes(ws: Any) -> list[tuple[str, str]]:
     """Every write the workspace accepted (its request log), in order."""
-    return [(r["method"], r["path"]) for r in ws.requests() if r["method"] != "GET" and r["status"] < 300 and
+    return [(r["method"], r["path"]) for r in ws.requests() if r["method"] != "GET" and (r["status"] or 999) < 300 and
             not r["path"].startswith(LOCK_ROUTES)]
 
 

@@ -470,6 +470,62 @@ def test_a_plan_of_other_manifests_is_not_applied(recipe):
     assert recipe.plan_is_empty()
 
 
+def test_a_reader_plans_for_the_deployer_which_applies_it(recipe):
+    """CI plans with a read-only identity for the deploying one (RECONCILER_DEPLOYER), which then
+    applies exactly that plan. Without the setting the plan is made for the reader, and the apply
+    job refuses it before any write and fails, saying why."""
+    ws = recipe.ws
+    ws.add_seed({"users": [{"user_name": "ci-reader@example.com", "admin": True}]})
+    ws.add_token("ci-reader-token", read_only=True, principal="ci-reader@example.com")
+    deployer = {"RECONCILER_DEPLOYER": ws.client().current_user.me().user_name}
+    recipe.deployed()
+    for number, settings, head, merged in ((13, {}, "c1" * 20, "c2" * 20), (14, deployer, "d1" * 20, "d2" * 20)):
+        endpoint(recipe.documents)["spec"]["tags"]["team"] = f"team-{number}"
+        recipe.write_manifests()
+        job = recipe.pull_request(number, head=head)
+        job.vars.update(settings)
+        job.runner_env["DATABRICKS_TOKEN"] = "ci-reader-token"
+        assert job.run("plan").outputs["exitcode"] == "2"
+        artifact = recipe.tmp / f"artifact-{number}"
+        shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
+        recipe.github.merged(commit=merged, pr=number, head=head, plan_dir=artifact, run_id=600 + number)
+        ws.reset_requests()
+        _, applied = recipe.merge(merged, vars=dict(settings))
+        if not settings:
+            assert applied.code == 1 and recipe.workspace_writes() == []
+            assert 'deployer: the plan keeps CAN_MANAGE for "user_name:ci-reader@example.com"' in applied.out
+            assert "## reconciler apply: failed" in applied.summary
+        else:
+            assert applied.code == 0, applied.out + applied.err
+            assert "Applied the plan reviewed on #14" in applied.summary
+            assert recipe.workspace_writes() == [("PATCH", "/api/2.0/serving-endpoints/support-agent/tags")]
+    assert recipe.plan_is_empty()
+
+
+def test_the_plans_variables_reach_apply_too(recipe):
+    """Manifests with a variable (RECONCILER_VAR_FILE): the apply job plans again with the same file,
+    so the reviewed plan is what it applies."""
+    recipe.deployed()
+    endpoint(recipe.documents)["spec"]["tags"]["team"] = "${var.team}"
+    recipe.write_manifests()
+    (recipe.checkout / "vars.yaml").write_text("team: cx\n", encoding="utf-8")
+    job = recipe.pull_request(15, head="e1" * 20)
+    job.runner_env["RECONCILER_VAR_FILE"] = "vars.yaml"
+    assert job.run("plan").outputs["exitcode"] == "2"
+    assert json.loads((recipe.checkout / "reconciler-plan" / "plan.json").read_text())["source"]["variables"] == \
+        ["team"]
+    artifact = recipe.tmp / "artifact"
+    shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
+    recipe.github.merged(commit="e2" * 20, pr=15, head="e1" * 20, plan_dir=artifact, run_id=615)
+    apply = recipe.job("reconciler-apply.yml", sha="e2" * 20)
+    apply.runner_env["RECONCILER_VAR_FILE"] = "vars.yaml"
+    assert apply.run("reviewed").outputs["pr"] == "15"
+    applied = apply.run("apply")
+    assert applied.code == 0, applied.out + applied.err
+    assert "Applied the plan reviewed on #15" in applied.summary and "::warning" not in applied.out
+    assert recipe.workspace_writes() == [("PATCH", "/api/2.0/serving-endpoints/support-agent/tags")]
+
+
 # ---- pull request errors ----------------------------------------------------------------------------
 
 def test_invalid_manifests_are_annotated_where_they_are_wrong(recipe):

@@ -47,7 +47,9 @@ def test_two_auth_methods_at_once(seeded_workspace, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not a JSON plan"),
     (json.dumps({"format_version": "9"}), "not a reconciler plan"),
-    (json.dumps({"format_version": "1", "changes": [{"x": 1}]}), "malformed plan"),
+    (json.dumps({"format_version": "1", "changes": []}), "not a reconciler plan of format_version 2"),
+    (json.dumps({"format_version": "2", "source": {"paths": [], "variables": [], "digest": ""},
+                 "changes": [{"x": 1}]}), "malformed plan: changes[0]: unknown kind null"),
 ])
 def test_bad_plan_files(workspace, tmp_path, content, message):
     path = tmp_path / "plan.json"

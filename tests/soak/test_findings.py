@@ -4,6 +4,8 @@ failing before its fix (they run in `make test`)."""
 from __future__ import annotations
 
 import copy
+import threading
+import time
 
 import soaklib
 from integration.harness import run
@@ -98,3 +100,42 @@ def test_a_lease_that_cannot_be_released_says_so(workspace, capsys):
     err = capsys.readouterr().err
     assert err.startswith("warning: apply lock /Shared/.reconciler/locks/prod.json not released (") and \
         "expires within 120s" in err and len(err.splitlines()) == 1
+
+
+def test_a_lease_taken_by_a_create_whose_answer_was_lost_is_given_back_when_acquire_fails(workspace, capsys):
+    """Fault soak, run 41 of `make soak`: the lease's create landed, its answer was dropped, and the
+    retry budget ran out; acquire failed, so the run never released a lease it held, and said
+    nothing ("left the apply lock held without saying so")."""
+    import pytest
+
+    from reconciler.errors import ReconcilerError
+
+    lock = ApplyLock(Workspace(workspace.client(), retry_seconds=0.5), "prod", timeout_seconds=0)
+    workspace.set_faults(1.0, kinds=["drop_after"], max_faults=1, only=("POST", "/api/2.0/workspace/import"))
+    with pytest.raises(ReconcilerError, match="import"):
+        lock.acquire()
+    workspace.set_faults(0.0)
+    assert [r["fault"] for r in workspace.requests() if r["path"] == "/api/2.0/workspace/import"] == ["drop_after"]
+    assert Workspace(workspace.client()).read_file(lock.path) is None  # given back
+    assert capsys.readouterr().err == ""
+
+
+def test_a_release_waits_for_a_renewal_in_flight(workspace):
+    """Fault soak: a renewal still in flight when the release deleted the lease landed after it and
+    wrote the lease again (a RAW overwrite creates a missing file), which nobody then released."""
+    lock = ApplyLock(Workspace(workspace.client()), "prod", timeout_seconds=0, lease_seconds=30,
+                     renew_every_seconds=0.05, margin_seconds=1)
+    lock.acquire()
+    hold = workspace.hold_answer("POST", "/api/2.0/workspace/import")  # the next renewal's write
+    assert hold.reached.wait(30)
+    releasing = threading.Thread(target=lock.release)
+    releasing.start()
+    time.sleep(0.3)
+    assert releasing.is_alive()  # the release waits for the renewal...
+    hold.release()
+    releasing.join(30)
+    log = [(r["method"], r["path"], (r["body"] or {}).get("format")) for r in workspace.requests()
+           if r["method"] == "POST" and r["path"].startswith("/api/2.0/workspace/")]
+    assert log[-2:] == [("POST", "/api/2.0/workspace/import", "RAW"), ("POST", "/api/2.0/workspace/delete", None)]
+    time.sleep(0.2)  # ...and no renewal comes after it
+    assert Workspace(workspace.client()).read_file(lock.path) is None

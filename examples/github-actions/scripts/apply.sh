@@ -2,8 +2,9 @@
 # Applies main after a merge, and writes what it applied to the job summary.
 #
 # Exactly the reviewed plan when it still holds: the pull request's saved plan, if main's
-# manifests are the ones it was made from (same digest) and `apply --plan` finds every object as
-# it was planned. Otherwise, with RECONCILER_ON_STALE=replan (the default), a fresh plan of main
+# manifests are the ones it was made from (same digest) and `apply --plan`, given main's manifests
+# and the same variables and flags, plans exactly that again. Otherwise, with
+# RECONCILER_ON_STALE=replan (the default), a fresh plan of main
 # is made, shown in the summary and applied, since main is the reviewed desired state; with
 # RECONCILER_ON_STALE=fail nothing is applied and the job fails, for a person to look first.
 # Replaces are refused unless RECONCILER_ALLOW_REPLACE=true; another apply holding the workspace's
@@ -19,7 +20,10 @@ work=$(mktemp -d)
 apply_plan() {
   local plan=$1 markdown=$2 what=$3 code=0
   echo "Applying $what: $(plan_counts "$plan")."
-  reconciler apply --plan "$plan" "${apply_flags[@]}" 2>&1 | tee "$work/apply.log" || code=$?
+  # main's manifests (PATHS) and the plan's variables and flags: apply plans again from these and
+  # compares; a plan of any other files or settings is refused before any write.
+  reconciler apply "${paths[@]}" --plan "$plan" "${plan_flags[@]}" "${apply_flags[@]}" 2>&1 |
+    tee "$work/apply.log" || code=$?
   {
     if [ "$code" = 0 ]; then
       printf '## reconciler apply: applied\n\nApplied %s.\n\n' "$what"
@@ -45,8 +49,10 @@ else
   reviewed="the plan reviewed on #${REVIEWED_PR:-?} ([plan run](${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY:-}/actions/runs/${REVIEWED_RUN:-}))"
   code=0
   apply_plan "$out/plan.json" "$out/plan.md" "$reviewed" || code=$?
-  # apply checks a saved plan against the workspace before its first write; its message says stale.
-  if [ "$code" = 0 ] || ! grep -q "the saved plan is stale" "$work/apply.log"; then
+  # apply compares a saved plan with a new plan of main before its first write; "stale" (an object
+  # changed live) or "differs" (anything else about the objects) is what a fresh plan answers.
+  # Other refusals (another workspace, stack, deployer) are settings to fix: the job fails.
+  if [ "$code" = 0 ] || ! grep -qE "the saved plan (is stale|differs)" "$work/apply.log"; then
     exit "$code"
   fi
   reason="the workspace changed since #${REVIEWED_PR:-?} was planned"

@@ -5,6 +5,7 @@
 #   RECONCILER_VAR_FILE    a --var-file for validate and plan (optional; RECONCILER_VAR_<name> work too)
 #   RECONCILER_PRUNE       "true": plan (and so apply) deletes managed endpoints gone from the manifests
 #   RECONCILER_STACK       read by reconciler itself; also names the comment, the check and the issue
+#   RECONCILER_DEPLOYER    read by reconciler itself: the identity that applies (plans are made for it)
 #   RECONCILER_OUT         where plan files go, and the artifact's content (default: reconciler-plan)
 # Workspace auth is the Databricks SDK's own (DATABRICKS_HOST + DATABRICKS_CLIENT_ID/SECRET in CI):
 # no script reads, prints or passes a credential.
@@ -25,7 +26,8 @@ plan_flags=("${validate_flags[@]}")
 # the same manifests, variables and flags. Values go into the hash only, never to the log.
 manifests_digest() {
   {
-    printf 'paths: %s\nprune: %s\nstack: %s\n' "${paths[*]}" "${RECONCILER_PRUNE:-false}" "$stack"
+    printf 'paths: %s\nprune: %s\nstack: %s\ndeployer: %s\n' "${paths[*]}" "${RECONCILER_PRUNE:-false}" "$stack" \
+      "${RECONCILER_DEPLOYER:-}"
     env | grep '^RECONCILER_VAR_' | LC_ALL=C sort || true
     find "${paths[@]}" ${RECONCILER_VAR_FILE:+"$RECONCILER_VAR_FILE"} -type f \
       \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
