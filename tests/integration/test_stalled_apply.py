@@ -109,7 +109,7 @@ def test_stalled_between_two_writes(deployed, tmp_path):
     ws = deployed
     docs = base_documents()
     endpoint(docs)["spec"]["tags"]["team"] = "cx"
-    endpoint(docs)["spec"]["ai_gateway"]["usage_tracking_config"]["enabled"] = False
+    endpoint(docs)["spec"]["ai_gateway"]["inference_table_config"]["enabled"] = False  # a second write
     hold = ws.hold_answer(*TAGS)  # the tag write lands; its answer waits until the run is stopped
     code, out, err, late = stall_and_take_over(ws, tmp_path, docs, hold.reached.is_set, on_stopped=hold.release)
     assert_stopped_cleanly(code, err, late)
