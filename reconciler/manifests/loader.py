@@ -17,10 +17,11 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import Unreadable, read_regular
 from reconciler.manifests.checks import check_manifests
 from reconciler.manifests.model import API_VERSION, KINDS, RegisteredModel, ServingEndpoint
 from reconciler.manifests.policy_model import Policy
-from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
+from reconciler.manifests.yamlsource import MAX_FILE_BYTES, Loc, Position, SourceDocument, read_documents
 
 T = TypeVar("T", RegisteredModel, ServingEndpoint, Policy)
 SUFFIXES = (".yaml", ".yml")
@@ -84,8 +85,12 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
     manifests = Manifests(files=collect_files(paths, problems))
     for path in manifests.files:
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+            raw = read_regular(path, limit=MAX_FILE_BYTES)
+        except Unreadable as exc:
+            message = f"file is {exc.size / 1048576:.1f} MiB; manifest files over {MAX_FILE_BYTES // 1048576} MiB " \
+                      "are refused (split it)" if exc.size else f"{exc}; name manifest files (*.yaml, *.yml)"
+            problems.append(Problem(message, path=path, line=1, col=1))
+            continue
         except OSError as exc:
             problems.append(Problem(f"cannot read file: {exc.strerror}", path=path, line=1, col=1))
             continue
@@ -290,9 +295,11 @@ def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error
         close = same or (prefixed if len(prefixed) == 1 else []) or \
             ([] if prefixed else difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6))
         hint = f"did you mean '{close[0]}'?" if close else "use one of those"
-    # Never echo an environment variable's value back: it may be a credential.
-    if "environment_vars" in loc or isinstance(value, (dict, list)):
-        shown = ""
+    # Never echo an environment variable's value back, nor one that came from a variable: either
+    # may be a credential.
+    if "environment_vars" in loc or source.substituted & {loc[:i] for i in range(len(loc) + 1)} \
+            or isinstance(value, (dict, list)):
+        shown = " (the value of a variable, not shown: it may be a credential)" if loc in source.substituted else ""
     elif value is None:
         shown = " (got an empty value)"
         hint = hint if kind in ("model_type", "dict_type", "list_type") else "write a value after the colon"
