@@ -38,6 +38,7 @@ import logging
 import os
 import queue
 import random
+import re
 import socket
 import threading
 import time
@@ -49,6 +50,7 @@ from typing import Any
 
 import yaml
 
+from reconciler import redact
 from reconciler.errors import (
     AlreadyExists,
     Conflict,
@@ -212,6 +214,7 @@ class Workspace:
         # its Config. A client we built ourselves (`connect`) already has this clock.
         config._clock = _no_sleep_clock()
         self.config = config
+        _register_credentials(config)
         self._api = ApiClient(config)
         self.host = _shown_host(config.host or "")
         self.retry_seconds = retry_seconds if retry_seconds is not None else _env_seconds(
@@ -233,6 +236,10 @@ class Workspace:
         from databricks.sdk.config import Config
 
         logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # its warnings are ours to word
+        for attribute in Config.attributes():  # before anything can fail quoting one of them
+            if attribute.sensitive and attribute.env:
+                redact.register(os.environ.get(attribute.env))
+        redact.register_url(os.environ.get("DATABRICKS_HOST"))
         if profile is None and os.environ.get("DATABRICKS_HOST"):
             _check_host(os.environ["DATABRICKS_HOST"])  # before the SDK's start-up probe retries it
 
@@ -253,7 +260,9 @@ class Workspace:
         except ValueError as exc:
             raise ReconcilerError(f"Databricks authentication is not configured: {_first_line(exc)} "
                                   "(set DATABRICKS_HOST and DATABRICKS_TOKEN, or pass --profile)") from None
+        _register_credentials(config)
         _check_host(config.host)
+        _check_token(config.token)
         config.http_timeout_seconds = int(response_seconds or _env_seconds("RECONCILER_RESPONSE_SECONDS",
                                                                              RESPONSE_SECONDS))
         return cls(WorkspaceClient(config=config), retry_seconds=retry_seconds, response_seconds=response_seconds)
@@ -288,17 +297,15 @@ class Workspace:
                 raise Unreachable(Problem(f"{operation}: no time left {bound}", subject=subject))
             tries += 1
             future = _RUNNER.submit(attempt)
+            wait = min(self.response_seconds, limit - now)
             try:
-                answer = self._await(future, min(self.response_seconds, limit - now), write=write)
+                answer = self._await(future, wait, write=write)
             except FutureTimeout:
+                late = f"no complete answer within {wait:.0f}s" + (f" {bound}" if wait < self.response_seconds else "")
                 if write:
-                    raise Unreachable(Problem(
-                        f"{operation}: no complete answer within {min(self.response_seconds, limit - now):.0f}s "
-                        f"{bound if limit - now < self.response_seconds else ''}; the write may or may not have "
-                        "landed: run apply again, it re-reads and finishes the job".replace("  ", " "),
-                        subject=subject)) from None
-                self._retry_or_give_up(subject, operation, f"no complete answer within {self.response_seconds:.0f}s",
-                                       None, 1.0, started, limit, bound, tries, network=True)
+                    raise Unreachable(Problem(f"{operation}: {late}; the write may or may not have landed: run apply "
+                                              "again, it re-reads and finishes the job", subject=subject)) from None
+                self._retry_or_give_up(subject, operation, late, None, 1.0, started, limit, bound, tries, network=True)
                 continue
             except _RetryWanted as wanted:
                 cause = wanted.__context__
@@ -311,7 +318,7 @@ class Workspace:
                 continue
             except (ValueError, RecursionError, UnicodeDecodeError) as exc:  # the body was not JSON
                 what = "a JSON answer nested too deeply" if isinstance(exc, RecursionError) else \
-                    f"not JSON ({_first_line(exc)[:80]})"
+                    f"not JSON ({_first_line(exc)[:80]}); is DATABRICKS_HOST the URL of a Databricks workspace?"
                 raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
                                                subject=subject)) from None
             except Exception as exc:
@@ -327,10 +334,13 @@ class Workspace:
             return answer
 
     def _limit(self, started: float, write: bool, budget: float | None) -> tuple[float, str]:
-        """Until when this call may go on, and what sets that bound (for the message)."""
+        """Until when this call may go on, and what sets that bound (for the message). A call with
+        a budget of its own (the lock's) is bounded by that budget alone, not by --deadline: a run
+        that ran out of time must still release its lease."""
+        own = budget is not None
         budget = self.retry_seconds if budget is None else budget
         limits = [(started + budget, f"within the retry budget of {budget:.0f}s (RECONCILER_RETRY_SECONDS)")]
-        if self.deadline is not None:
+        if self.deadline is not None and not own:
             limits.append((self.deadline, "before the run's --deadline"))
         if write and self.fence is not None:
             limits.append((self.fence(), "before the apply lock's lease ends"))
@@ -359,12 +369,15 @@ class Workspace:
                                       subject=subject))
         # The SDK's backoff (`retries.py`: min(10, attempt) + up to 1 s), counted over our attempts.
         delay = delay if retry_after is not None else min(10, tries) + random.random()
-        if delay >= left:
+        # A host known to be down (see below) gets one try, not another budget: the lock's release,
+        # which has a budget of its own, still tries once, and the run ends within one budget.
+        if delay >= left or (network and self._down is not None):
             spent = time.monotonic() - started
             message = f"gave up after {tries} attempt(s) in {spent:.0f}s: {reason}"
-            if network and tries > 1 and spent >= (limit - started) / 2:
-                # It stopped answering for a whole budget: later calls say so at once instead of
-                # each waiting out a budget of their own (the lock's release still tries).
+            if network and tries > 1 and bound.startswith("within the retry budget"):
+                # It stopped answering for a whole retry budget (not cut short by the deadline or
+                # the lease): later calls say so at once instead of each waiting out a budget of
+                # their own.
                 self._down = f"{self.host} stopped answering: {reason}"
             raise Unreachable(Problem(f"{operation}: {message}", subject=subject))
         if self.on_retry is not None:
@@ -378,7 +391,16 @@ class Workspace:
         if isinstance(exc, ReconcilerError):
             return exc
         if not isinstance(exc, errors.DatabricksError):
-            return UnexpectedAnswer(Problem(f"{operation}: {type(exc).__name__}: {_first_line(exc)}", subject=subject))
+            import requests
+
+            if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+                short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected", str(exc))
+                what = "the answer was cut short" + (f" after {short[1]} bytes ({short[2]} more were promised)"
+                                                     if short else f" ({_first_line(exc)[:120]})")
+            else:  # the SDK choked on it (a JSON string where an object belongs, and the like)
+                what = f"{type(exc).__name__}: {_first_line(exc)[:200]}"
+            return UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
+                                            subject=subject))
         code = exc.error_code if exc.error_code and not str(exc.error_code).isdigit() else None
         problem = Problem(f"{operation}: {_describe(exc, self.host)}", subject=subject)
         if str(exc).startswith("unable to parse response") or (isinstance(exc, errors.NotFound) and code is None):
@@ -742,6 +764,24 @@ def _json_type(value: Any) -> str:
 
 def _json_name(expected: type) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}[expected]
+
+
+def _register_credentials(config: Any) -> None:
+    """Every value the SDK's config marks sensitive (the token, passwords, client secrets), and
+    a password in the host URL, wherever they came from (environment, profile): never printed."""
+    for attribute in type(config).attributes():
+        if attribute.sensitive:
+            value = getattr(config, attribute.name, None)
+            redact.register(value if isinstance(value, str) else None)
+    redact.register_url(config.host)
+
+
+def _check_token(token: str | None) -> None:
+    """A token with a line break or a space (pasted from a file) would fail inside the HTTP client
+    with an error that quotes the header, token and all; say what is wrong instead."""
+    if token and (token != token.strip() or any(not c.isprintable() or c.isspace() for c in token)):
+        raise ReconcilerError("the Databricks token (DATABRICKS_TOKEN, or the profile's token) holds a line break, "
+                              "a space or another control character; remove it (a trailing newline from a file?)")
 
 
 def _check_host(host: str | None) -> None:
