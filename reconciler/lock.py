@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import Interrupted, ReconcilerError
 from reconciler.workspace import Workspace
 
 LOCK_DIR = "/Shared/.reconciler/locks"
@@ -107,7 +107,8 @@ class ApplyLock:
                 left = max(0.0, float((current or {}).get("expires_at") or 0) - time.time())
                 raise ReconcilerError(f"apply lock {self.path} is held by {who} (lease ends in {left:.0f}s unless "
                                       "renewed); wait for that run, or pass --lock-timeout 10m to wait here")
-            time.sleep(self.retry)
+            if self.ws.cancel.wait(self.retry):  # interrupted while waiting for the lock (interrupts.py)
+                raise Interrupted(self.ws.cancel_signal)
         self._renewer = threading.Thread(target=self._renew, name="apply-lock-renewer", daemon=True)
         self._renewer.start()
 
