@@ -162,3 +162,13 @@ def test_a_variable_from_the_environment_is_never_echoed(in_tmp, capsys, monkeyp
         "      workload_size: ${var.size}\n      scale_to_zero_enabled: ${var.size}\n")
     code, _, err = run_in_process(["validate", "m.yaml"], capsys)
     assert code == 1 and "Hunter2" not in err and "the value of a variable, not shown" in err, err
+
+
+def test_a_cross_check_quoting_a_variable_shows_its_placeholder(in_tmp, capsys, monkeypatch):
+    monkeypatch.setenv("RECONCILER_VAR_n", "Hunter2 secret!")
+    Path("m.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: ServingEndpoint\nmetadata:\n  name: ${var.n}\nspec:\n  served_entities:\n"
+        "    - entity_name: ${var.n}\n      entity_version: '3'\n      workload_size: Small\n")
+    code, _, err = run_in_process(["validate", "m.yaml"], capsys)
+    assert code == 1 and "Hunter2" not in err, err
+    assert "endpoint name '${var.n}' is invalid" in err and "'${var.n}' is not a Unity Catalog model name" in err, err

@@ -6,6 +6,7 @@ all files at once, each as `path:line:col: message; fix`, and raises only at the
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -22,6 +23,7 @@ from reconciler.manifests.checks import check_manifests
 from reconciler.manifests.model import API_VERSION, KINDS, RegisteredModel, ServingEndpoint
 from reconciler.manifests.policy_model import Policy
 from reconciler.manifests.yamlsource import MAX_FILE_BYTES, Loc, Position, SourceDocument, read_documents
+from reconciler.terms import SETTING_VALUE
 
 T = TypeVar("T", RegisteredModel, ServingEndpoint, Policy)
 SUFFIXES = (".yaml", ".yml")
@@ -126,8 +128,23 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
         found += compile_problems + violations
     problems += [p for p in found if (p.path, Position(p.line or 1, p.col or 1)) not in stand_ins]
     if problems:
-        raise ReconcilerError(problems)
+        raise ReconcilerError(_unquoted(problems, variables))
     return manifests
+
+
+def _unquoted(problems: list[Problem], variables: Mapping[str, str]) -> list[Problem]:
+    """Problems that quote a value a variable supplied (a cross-check quoting a name) read
+    `${var.NAME}` there instead: a variable from RECONCILER_VAR_x or --var may be a credential.
+    Short values and plain numbers or booleans are left alone: they hide nothing, and replacing
+    "1" would garble "at least 1 item"."""
+    values = sorted(((v, n) for n, v in variables.items() if len(v) >= 4 and not SETTING_VALUE.fullmatch(v)),
+                    key=lambda pair: -len(pair[0]))
+    if not values:
+        return problems
+    names = dict(values)
+    pattern = re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(v)}(?![A-Za-z0-9])" for v, _ in values))
+    return [dataclasses.replace(p, message=pattern.sub(lambda m: f"${{var.{names[m.group(0)]}}}", p.message))
+            for p in problems]
 
 
 def _validate(source: SourceDocument, problems: list[Problem]) -> Loaded[Any] | None:
