@@ -457,8 +457,11 @@ def _run(argv: list[str] | None) -> int:
         click.echo("interrupted", err=True)
         code = 130
     except Exception as exc:  # the last line of defence: one line, never a traceback
-        if os.environ.get("RECONCILER_DEBUG"):
-            raise
+        if os.environ.get("RECONCILER_DEBUG"):  # asked for: the traceback, through the redaction layer too
+            import traceback
+
+            click.echo(traceback.format_exc().rstrip(), err=True)
+            return 1
         click.echo(f"reconciler: internal error: {type(exc).__name__}: {exc} "
                    "(set RECONCILER_DEBUG=1 to see where)", err=True)
         code = 1

@@ -10,8 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from reconciler.cli import main
+from test_validate import run_in_process
 
 MANIFEST = """apiVersion: reconciler/v1
 kind: RegisteredModel
@@ -20,13 +19,6 @@ metadata:
 spec:
   comment: ok
 """
-
-
-def run_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err  # type: ignore[return-value]
 
 
 @pytest.fixture

@@ -209,11 +209,7 @@ def interrupt_soak(tmp_path, *, rounds: int, seed: int) -> dict[str, object]:
             sim.set_update_seconds(0.0)
             clean = run(sim, "apply", path, "--auto-approve", "--lock-timeout", "0s")
             check = run(sim, "plan", path, "--detailed-exitcode")
-            if clean.code != 0 or check.code != 0:
-                problems.append(f"{label}: the next apply did not converge: {clean.out[-800:]}{clean.err}{check.out}")
-            log = sim.requests()
-            problems += [f"{label}: {p}" for p in soaklib.repeated_writes(log)]
-            problems += [f"{label}: {p}" for p in soaklib.unsafe_alias_moves(log, docs)]
+            problems += soaklib.next_apply_problems(label, clean, check, sim.requests(), docs)
     assert not problems, "\n".join(problems)
     if during_wait:
         tally["signal to exit during a wait, median s"] = round(statistics.median(during_wait), 2)
