@@ -1,9 +1,12 @@
 """The `reconciler` command line.
 
-Only click is imported at start-up; each command imports what it needs (pydantic for manifests,
-databricks-sdk for workspace access) so `--help` and `validate` stay fast. `main()` is the one
-place errors become output: a `ReconcilerError` prints one line per problem on stderr and exits 1;
-anything unexpected is reported in one line too, never as a traceback (RECONCILER_DEBUG=1 shows it).
+Only click (and the small interrupts.py) is imported at start-up; each command imports what it
+needs (pydantic for manifests, databricks-sdk for workspace access) so `--help` and `validate`
+stay fast. `main()` runs a command with stdout and stderr behind the redaction layer (redact.py)
+and its signal handling installed (interrupts.py), and is the one place errors become output: a
+`ReconcilerError` prints one line per problem on stderr and exits 1, an interrupt exits 130 (143
+for SIGTERM), anything unexpected is reported in one line too, never as a traceback
+(RECONCILER_DEBUG=1 shows it, redacted like everything else).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class Duration(click.ParamType):
             else:
                 self.fail(f"'{value}': expected a duration such as 90s, 30m, 1h or 1h30m", param, ctx)
         if seconds < 0 or (seconds == 0 and not self.zero_ok):
-            self.fail(f"'{value}': must be {'zero or ' if self.zero_ok else ''}more than zero", param, ctx)
+            self.fail(f"'{value}': must not be negative" if self.zero_ok else f"'{value}': must be more than zero",
+                      param, ctx)
         return seconds
 
 

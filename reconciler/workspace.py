@@ -22,8 +22,11 @@ Every call goes through `_call`, which owns what the SDK would otherwise decide 
 - failures become typed errors (`errors.NotFound`, `Conflict`, `AlreadyExists`,
   `PermissionDenied`, `Unauthenticated`, `Unreachable`, `UnexpectedAnswer`) whose one line names
   the object, the operation and the cause, with a hint where one helps. Tokens never appear in
-  them (the SDK does not put them in errors, and we never format request headers); the host is
-  shown without any credential it carries.
+  them: we never format request headers, every credential the SDK's config holds (and a password
+  in the host URL) is registered with the redaction layer (redact.py) before the first call, so a
+  server that echoes the Authorization header is scrubbed on the way out, and a token holding a
+  line break is refused up front (the HTTP client's error would quote it); the host is shown
+  without any credential it carries.
 
 Contract for callers: reads are side-effect free and safe to repeat. Writes are the narrowest
 API call for one change; alias, tag, AI gateway, permission and config writes are idempotent when

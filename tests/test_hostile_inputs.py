@@ -123,7 +123,7 @@ def test_a_merge_key_alias_bomb_is_one_line_with_a_count(in_tmp, capsys):
     (["--timeout", "0"], "--timeout", "'0': must be more than zero"),
     (["--deadline", "-1"], "--deadline", "'-1': must be more than zero"),
     (["--deadline", "0s"], "--deadline", "'0s': must be more than zero"),
-    (["--lock-timeout", "-10s"], "--lock-timeout", "'-10s': must be zero or more than zero"),
+    (["--lock-timeout", "-10s"], "--lock-timeout", "'-10s': must not be negative"),
     (["--lock-timeout", "soon"], "--lock-timeout", "'soon': expected a duration"),
 ])
 def test_bad_durations_are_usage_errors_naming_the_option(in_tmp, capsys, args, option, message):
