@@ -230,3 +230,26 @@ def test_export_refuses_listed_names_outside_the_grammar(hostile, tmp_path):
     assert [r for r in hostile.requests if "x" in r[1].rsplit("/", 1)[-1] and ".." in r[1]] == []  # never asked for
     assert outside(tmp_path) == []
     assert (tmp_path / "out" / "endpoints" / "support-agent.unsupported.txt").is_file()
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])
+def test_an_interrupt_abandons_a_slow_read_at_once(hostile, tmp_path, signum, code):
+    """Ctrl-C while a read trickles in: no waiting out the response bound (60 s by default)."""
+    import os
+    import subprocess
+
+    from harness import ROOT
+
+    hostile.answer("GET", ENDPOINT, hostile.trickle(every=1.0))
+    victim = subprocess.Popen([str(ROOT / ".venv" / "bin" / "reconciler"), "plan", write(tmp_path, base_documents())],
+                              env={**os.environ, "DATABRICKS_HOST": hostile.url, "DATABRICKS_TOKEN": hostile.token},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):  # until the read is in flight (a generous ceiling: 60 s)
+        if ("GET", ENDPOINT) in hostile.requests or victim.poll() is not None:
+            break
+        time.sleep(0.05)
+    sent = time.monotonic()
+    victim.send_signal(signum)
+    out, err = victim.communicate(timeout=CEILING)
+    assert (victim.returncode, err.strip().splitlines()[-1:]) == (code, ["interrupted"]), err
+    assert time.monotonic() - sent < 20 and "Traceback" not in err
