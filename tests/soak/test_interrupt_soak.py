@@ -174,9 +174,9 @@ def interrupt_soak(tmp_path, *, rounds: int, seed: int) -> dict[str, object]:
         docs = deployed(sim, tmp_path)
         versions = [v for v in soaklib.VERSIONS]
         for i in range(rounds):
+            live = next(d for d in docs if d["kind"] == "RegisteredModel")["spec"]["aliases"]["champion"]
             edits = changes.apply(docs)
-            current = next(d for d in docs if d["kind"] == "RegisteredModel")["spec"]["aliases"]["champion"]
-            bump(docs, rng.choice([v for v in versions if v != current]))  # always an update to wait for
+            bump(docs, rng.choice([v for v in versions if v != live]))  # always an update to wait for
             path = soaklib.write(tmp_path, docs)
             signum = signal.SIGTERM if i % 4 == 3 else signal.SIGINT
             in_wait = i % 2 == 0
