@@ -210,20 +210,23 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
             raise ReconcilerError(f"{plan_file}: made against {the_plan.workspace_host}, not "
                                   f"{workspace.host}; plan again against this workspace")
         held = None
-        if lock:
-            from reconciler.lock import ApplyLock
-
-            held = ApplyLock(workspace, the_plan.stack if the_plan else stack, timeout_seconds=lock_timeout)
-            with progress.waiting(held.path, "waiting for the apply lock"):
-                held.acquire()
         try:
+            if lock:
+                from reconciler.lock import ApplyLock
+
+                held = ApplyLock(workspace, the_plan.stack if the_plan else stack, timeout_seconds=lock_timeout)
+                with progress.waiting(held.path, "waiting for the apply lock"):
+                    held.acquire()
             return _apply(workspace, the_plan or pipeline.plan(workspace, manifests, parallelism=parallelism,
                                                                stack=stack, prune=prune),
                           options, progress, auto_approve=auto_approve)
         finally:
             if held is not None:
-                # Interrupted or not, everything this run started has returned by now (the executor
-                # waits for writes in flight): the release's own calls must not be cancelled too.
+                # Also when acquiring failed: a create whose answer was lost may have landed (the
+                # fault soak found such leases left behind in silence); release only removes a
+                # lease holding this run's token. Interrupted or not, everything this run started
+                # has returned by now (the executor waits for writes in flight), so the release's
+                # own calls must not be cancelled too.
                 workspace.cancel.clear()
                 held.release()
     finally:

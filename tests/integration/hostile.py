@@ -85,8 +85,7 @@ class HostileServer:
             def _answer(self) -> None:
                 path = self.path.split("?", 1)[0]
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                self.body = self.rfile.read(length) if length else b""  # for answers that look at it
                 if path == "/.well-known/databricks-config":
                     json_answer({"workspace_id": "1"})(self)
                     return

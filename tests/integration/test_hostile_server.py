@@ -253,3 +253,33 @@ def test_an_interrupt_abandons_a_slow_read_at_once(hostile, tmp_path, signum, co
     out, err = victim.communicate(timeout=CEILING)
     assert (victim.returncode, err.strip().splitlines()[-1:]) == (code, ["interrupted"]), err
     assert time.monotonic() - sent < 20 and "Traceback" not in err
+
+
+def test_a_lease_whose_create_landed_unanswered_is_released_when_acquiring_fails(hostile, tmp_path):
+    """Fault soak: the lease's create landed but every answer was lost until the budget ran out;
+    the run failed to acquire, and left a lease behind in silence that blocked the next run."""
+    from hostile import send
+
+    stored: dict[str, str] = {}
+
+    def create_then_hang_up(handler):
+        stored["content"] = json.loads(handler.body)["content"]  # it landed...
+        reset(handler)  # ...and the answer is lost
+
+    def export(handler):
+        if "content" not in stored:
+            return send(handler, 404, b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such file"}')
+        send(handler, 200, json.dumps({"content": stored["content"]}).encode())
+
+    def delete(handler):
+        stored.pop("content", None)
+        send(handler, 200, b"{}")
+
+    hostile.answer("POST", "/api/2.0/workspace/mkdirs", json_answer({}))
+    hostile.answer("POST", "/api/2.0/workspace/import", create_then_hang_up)
+    hostile.answer("GET", "/api/2.0/workspace/export", export)
+    hostile.answer("POST", "/api/2.0/workspace/delete", delete)
+    result = run(hostile, "apply", write(tmp_path, base_documents()), "--auto-approve",
+                 env={"RECONCILER_RETRY_SECONDS": "3"})
+    assert result.code == 1 and "workspace_file./Shared/.reconciler/locks/default.json: import: gave up" in result.err
+    assert "content" not in stored, "the lease this run created was left behind"
