@@ -105,7 +105,7 @@ def detected(name: str, value: str) -> bool:
 # (quoted by a server that echoes the request), a `Bearer` token, a `Basic` credential (base64 of
 # user:password), a URL's password, a private key block.
 _SHAPES = re.compile(
-    r"(?P<head>(?i:authorization)[\"']?\s*[:=]\s*[\"']?)(?P<auth>[^\s,;\"'}]+(?: [^\s,;\"'}]+)?)"
+    r"(?P<head>(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:(?i:bearer|basic|token) +)?)(?P<auth>[A-Za-z0-9._~+/=-]{12,})"
     r"|(?P<bearer>\b[Bb]earer )(?P<token>[A-Za-z0-9._~+/=-]{12,})"
     r"|(?P<basic>\bBasic )(?P<b64>[A-Za-z0-9+/]{6,}={0,2})"
     r"|(?P<scheme>://)(?P<user>[^/\s:@'\"]+):(?P<password>[^/\s@'\"]+)(?=@)"
