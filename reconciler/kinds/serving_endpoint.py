@@ -267,33 +267,36 @@ def _finish(ex: Executor, name: str, address: str, deadline: float) -> None:
     ex.progress(address, "serving (READY, NOT_UPDATING)")
 
 def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool) -> dict[str, Any]:
-    """Poll until no update is in progress, backing off from 0.5 s to 10 s between polls; bounded
-    by --timeout (`deadline`) and the run's --deadline, and abandoned at once on an interrupt
-    (interrupts.py). While it waits, the progress heartbeat names it."""
-    limit = deadline if ex.ws.deadline is None else min(deadline, ex.ws.deadline)
+    """Poll until no update is in progress (`_poll`); while it waits, the progress heartbeat names it."""
     with ex.progress.waiting(address, "config_update IN_PROGRESS"):
-        interval = FIRST_POLL_SECONDS
-        last_state = None
-        while True:
-            api = ex.ws.get_endpoint(name)
-            ex.polls[address] = ex.polls.get(address, 0) + 1
-            if api is None:
-                raise EndpointFailed("the endpoint disappeared while waiting for its update")
-            state = (api.get("state") or {}).get("config_update")
-            if state != last_state:
-                ex.progress(address, f"config_update {state}" if last_state else f"waiting: config_update {state}")
-            last_state = state
-            if not updating(api):
-                if check_failure and state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
-                    raise EndpointFailed(_failure_message(ex, name, api, state))
-                return api
-            if time.monotonic() + interval > limit:
-                bound = f"--timeout {ex.options.timeout_seconds:.0f}s" if limit == deadline else "the run's --deadline"
-                raise EndpointFailed(f"still updating after {bound}; the update goes on in the workspace: run "
-                                     "apply again to wait for it and finish")
-            if ex.ws.cancel.wait(interval):
-                raise Interrupted(ex.ws.cancel_signal)
-            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+        return _poll(ex, name, address, deadline, check_failure=check_failure)
+
+def _poll(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool) -> dict[str, Any]:
+    """Poll, backing off from 0.5 s to 10 s between polls; bounded by --timeout (`deadline`) and the
+    run's --deadline, and abandoned at once on an interrupt (interrupts.py)."""
+    limit = deadline if ex.ws.deadline is None else min(deadline, ex.ws.deadline)
+    interval = FIRST_POLL_SECONDS
+    last_state = None
+    while True:
+        api = ex.ws.get_endpoint(name)
+        ex.polls[address] = ex.polls.get(address, 0) + 1
+        if api is None:
+            raise EndpointFailed("the endpoint disappeared while waiting for its update")
+        state = (api.get("state") or {}).get("config_update")
+        if state != last_state:
+            ex.progress(address, f"config_update {state}" if last_state else f"waiting: config_update {state}")
+        last_state = state
+        if not updating(api):
+            if check_failure and state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
+                raise EndpointFailed(_failure_message(ex, name, api, state))
+            return api
+        if time.monotonic() + interval > limit:
+            bound = f"--timeout {ex.options.timeout_seconds:.0f}s" if limit == deadline else "the run's --deadline"
+            raise EndpointFailed(f"still updating after {bound}; the update goes on in the workspace: run "
+                                 "apply again to wait for it and finish")
+        if ex.ws.cancel.wait(interval):
+            raise Interrupted(ex.ws.cancel_signal)
+        interval = min(interval * 1.5, MAX_POLL_SECONDS)
 
 def _failure_message(ex: Executor, name: str, api: dict[str, Any], state: str) -> str:
     parts = [f"config update ended {state}; the previous config keeps serving"]
