@@ -239,6 +239,7 @@ def _apply(workspace: Any, the_plan: Any, options: Any, progress: Any, *, auto_a
     from reconciler.errors import ReconcilerError
 
     plan_file = options.saved_plan
+    progress.detach()
     click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
     if not the_plan.has_changes:
         return 0

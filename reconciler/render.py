@@ -279,6 +279,13 @@ class Progress:
             with self.lock:
                 self.waits.pop(address, None)
 
+    def detach(self) -> None:
+        """Other text (the plan) is printed next: on a terminal, lines drawn so far (retries while
+        planning) are left as they are, and the next ones form a new block below that text."""
+        with self.lock:
+            self.rows.clear()
+            self.drawn = 0
+
     def heartbeat(self) -> str | None:
         """The summary line of what is still waiting, or None when nothing is."""
         with self.lock:
