@@ -36,7 +36,7 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
-# The long reliability runs (about 15 minutes): fault, crash, concurrency and bad-input soaks.
+# The long reliability runs (about 20 minutes): fault, crash, interrupt, concurrency and bad-input soaks.
 # Their short versions run in `make test`.
 soak: install
 	$(BIN)/python -m pytest -q -m soak tests/soak

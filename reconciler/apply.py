@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import LeaseLost, Problem, ReconcilerError
+from reconciler.errors import Interrupted, LeaseLost, Problem, ReconcilerError
 from reconciler.kinds import serving_endpoint
 from reconciler.plan import Action, Change, Plan
 from reconciler.render import Progress
@@ -85,13 +85,21 @@ class Executor:
         bounded by --parallelism either way (see `_Throttled`)."""
         if not changes:
             return
+        # Every change is started and then every one waited for, so that an interrupt (which each
+        # of them sees) is raised only once all have returned: no write is left in flight.
         with ThreadPoolExecutor(max_workers=max(1, min(in_flight or self.options.parallelism, len(changes)))) as pool:
-            list(pool.map(lambda c: self._guard(c, fn), changes))
+            futures = [pool.submit(self._guard, c, fn) for c in changes]
+        for future in futures:
+            future.result()
 
     def _guard(self, change: Change, fn: Callable[[Executor, Change], None]) -> None:
+        if self.ws.cancel.is_set():  # interrupted: start nothing new (interrupts.py)
+            raise Interrupted(self.ws.cancel_signal)
         try:
             self.check_lease()
             fn(self, change)
+        except Interrupted:
+            raise  # not this object's failure: the run stops, and the CLI says so
         except LeaseLost as exc:
             self.lease_lost = exc
             self.skip(change.address, "stopped: the apply lock's lease was lost")

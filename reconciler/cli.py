@@ -1,22 +1,90 @@
 """The `reconciler` command line.
 
-Only click is imported at start-up; each command imports what it needs (pydantic for manifests,
-databricks-sdk for workspace access) so `--help` and `validate` stay fast. `main()` is the one
-place errors become output: a `ReconcilerError` prints one line per problem on stderr and exits 1;
-anything unexpected is reported in one line too, never as a traceback (RECONCILER_DEBUG=1 shows it).
+Only click (and the small interrupts.py) is imported at start-up; each command imports what it
+needs (pydantic for manifests, databricks-sdk for workspace access) so `--help` and `validate`
+stay fast. `main()` runs a command with stdout and stderr behind the redaction layer (redact.py)
+and its signal handling installed (interrupts.py), and is the one place errors become output: a
+`ReconcilerError` prints one line per problem on stderr and exits 1, an interrupt exits 130 (143
+for SIGTERM), anything unexpected is reported in one line too, never as a traceback
+(RECONCILER_DEBUG=1 shows it, redacted like everything else).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from reconciler.interrupts import Interrupts
+
 DEFAULT_PATHS = ("manifests",)
+PLAN_FILE_BYTES = 64 * 1024 * 1024  # a plan of thousands of objects is a few MiB
+DEFAULT_DEADLINE = "15m"  # plan and export; apply has none unless given (rollouts may take hours)
+# This run's signal handling and its start (for --deadline), set by `main` (per thread: tests run
+# several commands at once in one process).
+RUN = threading.local()
+
+
+class Duration(click.ParamType):
+    """90s, 30m, 1h, 1h30m or a number of seconds; negative (and, unless `zero_ok`, zero) is a
+    usage error naming the option, as is anything else (`5minutes`)."""
+
+    name = "duration"
+    PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+
+    def __init__(self, *, zero_ok: bool = False) -> None:
+        self.zero_ok = zero_ok
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
+                seconds = float(text)
+            elif text and re.fullmatch(rf"(?:{self.PART.pattern})+", text):
+                seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in self.PART.findall(text))
+            elif text.startswith("-") and re.fullmatch(rf"(?:{self.PART.pattern})+", text[1:]):
+                seconds = -1.0
+            else:
+                self.fail(f"'{value}': expected a duration such as 90s, 30m, 1h or 1h30m", param, ctx)
+        if seconds < 0 or (seconds == 0 and not self.zero_ok):
+            self.fail(f"'{value}': must not be negative" if self.zero_ok else f"'{value}': must be more than zero",
+                      param, ctx)
+        return seconds
+
+
+def deadline_option(default: str | None) -> Callable[..., Any]:
+    help_text = "Bound on the whole run, retries and waits included (90s, 30m, 1h)" + \
+        ("." if default else "; none unless given, since rollouts may take hours.")
+    return click.option("--deadline", default=default, show_default=bool(default), type=Duration(),
+                        help=help_text)
+
+
+def _run_state() -> Any:
+    if not hasattr(RUN, "interrupts"):  # a command invoked without `main` (click's own runner)
+        RUN.interrupts, RUN.started = Interrupts(), time.monotonic()
+    return RUN
+
+
+def connect(profile: str | None, parallelism: int, deadline: float | None, progress: Any) -> Any:
+    """The workspace, bounded by --deadline from the start of the run, reporting retries to
+    `progress`, and watched by this run's signal handling (interrupts.py)."""
+    from reconciler.workspace import Workspace
+
+    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+    if deadline is not None:
+        workspace.deadline = _run_state().started + deadline
+    workspace.on_retry = progress
+    _run_state().interrupts.watch(workspace)
+    return workspace
 
 
 def manifest_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,18 +161,23 @@ def deployer_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when no changes, 2 when there are changes.")
 @click.option("--prune", is_flag=True, help="Show deletes for managed endpoints no longer in the manifests.")
+@deadline_option(DEFAULT_DEADLINE)
 def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
          parallelism: int, stack: str | None, deployer: str | None, out: str | None, fmt: str, detailed_exitcode: bool,
-         prune: bool) -> int:
+         prune: bool, deadline: float) -> int:
     """Read the live workspace and show what apply would change."""
     from reconciler import pipeline, render
     from reconciler.manifests.variables import collect_variables
-    from reconciler.workspace import Workspace
+    from reconciler.render import Progress
 
     manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
-    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
-                             deployer=deployer, source=source)
+    progress = Progress(sys.stderr, live=False)  # retries and heartbeats; stdout holds the plan
+    try:
+        workspace = connect(profile, parallelism, deadline, progress)
+        the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
+                                 deployer=deployer, source=source)
+    finally:
+        progress.close()
     if out:
         from reconciler.files import write_atomically
 
@@ -120,18 +193,6 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
     return 2 if detailed_exitcode and the_plan.has_changes else 0
 
 
-def parse_duration(text: str) -> float:
-    from reconciler.errors import ReconcilerError
-
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise ReconcilerError(f"'{text}': expected a duration such as 90s, 30m or 1h") from None
-
-
 @cli.command()
 @manifest_options
 @workspace_options
@@ -141,47 +202,61 @@ def parse_duration(text: str) -> float:
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--prune", is_flag=True, help="Delete managed endpoints no longer in the manifests.")
 @click.option("--allow-replace", is_flag=True, help="Allow delete-and-recreate of endpoints (downtime).")
-@click.option("--timeout", default="30m", show_default=True,
+@click.option("--timeout", default="30m", show_default=True, type=Duration(),
               help="Longest wait for one endpoint update (90s, 30m, 1h); a rollout's pauses are not counted.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for endpoint updates (linked alias moves are skipped; "
                                               "endpoints with a rollout to make are not applied).")
 @click.option("--lock/--no-lock", default=True, show_default=True,
               help="Hold the stack's lease file in the workspace so two applies never interleave.")
-@click.option("--lock-timeout", default="0s", show_default=True, help="How long to wait for the lock (e.g. 10m).")
+@click.option("--lock-timeout", default="0s", show_default=True, type=Duration(zero_ok=True),
+              help="How long to wait for the lock (e.g. 10m).")
+@deadline_option(None)
 def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
           parallelism: int, stack: str | None, deployer: str | None, plan_file: str | None, auto_approve: bool,
-          prune: bool, allow_replace: bool, timeout: str, no_wait: bool, lock: bool, lock_timeout: str) -> int:
+          prune: bool, allow_replace: bool, timeout: float, no_wait: bool, lock: bool, lock_timeout: float,
+          deadline: float | None) -> int:
     """Make the workspace match the manifests (or a saved plan) with the fewest writes."""
     from reconciler import pipeline
     from reconciler.apply import ApplyOptions
     from reconciler.manifests.variables import collect_variables
-    from reconciler.workspace import Workspace
+    from reconciler.render import Progress
 
-    options = ApplyOptions(parallelism=parallelism, timeout_seconds=parse_duration(timeout), wait=not no_wait,
+    options = ApplyOptions(parallelism=parallelism, timeout_seconds=timeout, wait=not no_wait,
                            allow_replace=allow_replace)
     saved = load_plan(plan_file) if plan_file else None  # claims to compare, checked before any request
     if saved is not None and not paths:
         paths = tuple(saved["source"]["paths"])
         click.echo(f"Planning again from the manifests {plan_file} was made from: {' '.join(paths)}")
     manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
-    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    if saved is not None:
-        check_host(plan_file or "", saved, workspace.host)
-    held = None
-    if lock:
-        from reconciler.lock import ApplyLock
-
-        held = ApplyLock(workspace, stack, timeout_seconds=parse_duration(lock_timeout))
-        held.acquire()  # from here on, writes are fenced by the lease (Workspace.fence)
+    progress = Progress()
     try:
-        the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
-                                 deployer=deployer, source=source)
+        workspace = connect(profile, parallelism, deadline, progress)
         if saved is not None:
-            pipeline.check_saved(saved, the_plan)  # before any write: one line per difference
-        return _apply(workspace, the_plan, options, auto_approve=auto_approve or saved is not None)
+            check_host(plan_file or "", saved, workspace.host)
+        held = None
+        try:
+            if lock:
+                from reconciler.lock import ApplyLock
+
+                held = ApplyLock(workspace, stack, timeout_seconds=lock_timeout)
+                with progress.waiting(held.path, "waiting for the apply lock"):
+                    held.acquire()  # from here on, writes are fenced by the lease (Workspace.fence)
+            the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
+                                     deployer=deployer, source=source)
+            if saved is not None:
+                pipeline.check_saved(saved, the_plan)  # before any write: one line per difference
+            return _apply(workspace, the_plan, options, progress, auto_approve=auto_approve or saved is not None)
+        finally:
+            if held is not None:
+                # Also when acquiring failed: a create whose answer was lost may have landed (the
+                # fault soak found such leases left behind in silence); release only removes a
+                # lease holding this run's token. Interrupted or not, everything this run started
+                # has returned by now (the executor waits for writes in flight), so the release's
+                # own calls must not be cancelled too.
+                workspace.cancel.clear()
+                held.release()
     finally:
-        if held is not None:
-            held.release()
+        progress.close()
 
 
 def check_host(plan_file: str, saved: dict[str, Any], host: str) -> None:
@@ -197,12 +272,12 @@ def check_host(plan_file: str, saved: dict[str, Any], host: str) -> None:
                               "workspace")
 
 
-def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -> int:
+def _apply(workspace: Any, the_plan: Any, options: Any, progress: Any, *, auto_approve: bool) -> int:
     from reconciler import render
     from reconciler.apply import apply_plan
     from reconciler.errors import ReconcilerError
-    from reconciler.render import Progress
 
+    progress.detach()
     click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
     if not the_plan.has_changes:
         return 0
@@ -210,14 +285,12 @@ def _apply(workspace: Any, the_plan: Any, options: Any, *, auto_approve: bool) -
         if not sys.stdin.isatty():
             raise ReconcilerError("refusing to ask for confirmation without a terminal; pass --auto-approve, or "
                                   "apply a reviewed plan with --plan FILE")
-        if not click.confirm("Apply these changes?", default=False):
+        with _run_state().interrupts.raising():
+            confirmed = click.confirm("Apply these changes?", default=False)
+        if not confirmed:
             click.echo("Nothing applied.")
             return 1
-    progress = Progress()
-    try:
-        outcomes, _, lease_lost = apply_plan(workspace, the_plan, options, progress)
-    finally:
-        progress.close()
+    outcomes, _, lease_lost = apply_plan(workspace, the_plan, options, progress)
     code = report(outcomes)
     if lease_lost is not None:
         raise lease_lost  # one line: the lease was lost, the run stopped before its next write
@@ -229,15 +302,19 @@ def load_plan(path: str) -> dict[str, Any]:
     import json
 
     from reconciler.errors import Problem, ReconcilerError
+    from reconciler.files import Unreadable, read_regular
     from reconciler.plan import read_saved
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = json.loads(read_regular(path, limit=PLAN_FILE_BYTES).decode("utf-8"))
+    except Unreadable as exc:
+        raise ReconcilerError(f"{path}: cannot read plan: it {exc}") from None
     except OSError as exc:
         raise ReconcilerError(f"{path}: cannot read plan: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ReconcilerError(f"{path}: not a JSON plan ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise ReconcilerError(f"{path}: not a JSON plan (nested too deeply)") from None
+    except ValueError as exc:
+        raise ReconcilerError(f"{path}: not a JSON plan ({exc})") from None
     try:
         return read_saved(data)
     except ReconcilerError as exc:
@@ -272,23 +349,28 @@ def report(outcomes: list[Any]) -> int:
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="Write ${var.NAME} where a name or value (or a part of a UC name) equals VALUE.")
 @click.option("--var-file", "var_files", multiple=True, metavar="FILE", help="YAML file of NAME: value variables.")
+@deadline_option(DEFAULT_DEADLINE)
 def export(profile: str | None, parallelism: int, stack: str | None, endpoints: tuple[str, ...],
            models: tuple[str, ...], all_endpoints: bool, out_dir: str, pin_versions: bool,
-           variables: tuple[str, ...], var_files: tuple[str, ...]) -> None:
+           variables: tuple[str, ...], var_files: tuple[str, ...], deadline: float) -> None:
     """Write manifests for existing endpoints and models (then `plan` shows no changes)."""
     from reconciler import export as exporting
     from reconciler.errors import Problem, ReconcilerError
     from reconciler.manifests.variables import collect_variables
-    from reconciler.workspace import Workspace
+    from reconciler.render import Progress
 
     if not (endpoints or models or all_endpoints):
         raise ReconcilerError("nothing to export: name objects with --endpoint NAME or --model FULL_NAME, or pass "
                               "--all-endpoints")
     options = exporting.ExportOptions(pin_versions=pin_versions, variables=collect_variables(variables, var_files),
                                       stack=stack)
-    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
-    live = exporting.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
-                               pin_versions=pin_versions, parallelism=parallelism)
+    progress = Progress(sys.stderr, live=False)  # retries and heartbeats
+    try:
+        workspace = connect(profile, parallelism, deadline, progress)
+        live = exporting.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
+                                   pin_versions=pin_versions, parallelism=parallelism)
+    finally:
+        progress.close()
     result = exporting.export_objects(live, options)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -375,15 +457,44 @@ def traffic(endpoint: str, url: str, token: str | None, count: int, rate: float,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from reconciler.errors import ReconcilerError
+    """Run one command with stdout and stderr behind the redaction layer, and turn what it raised
+    into one line per problem and an exit code."""
+    from reconciler import redact
+
+    RUN.interrupts, RUN.started = Interrupts(), time.monotonic()
+    saved = sys.stdout, sys.stderr
+    with redact.REDACTOR.run():
+        redact.register_url(os.environ.get("DATABRICKS_HOST"))
+        sys.stdout, sys.stderr = redact.RedactingStream(sys.stdout), redact.RedactingStream(sys.stderr)
+        try:
+            code = _run(argv)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            sys.stdout, sys.stderr = saved
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    from reconciler.errors import Interrupted, ReconcilerError
 
     try:
-        code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+        _run_state().interrupts.install()
+        try:
+            code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+        finally:
+            _run_state().interrupts.restore()  # a signal while the outcome is printed is no longer ours
+    except Interrupted as exc:
+        click.echo("interrupted", err=True)
+        code = 128 + exc.signum
     except ReconcilerError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         code = 1
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         code = 1
     except click.ClickException as exc:
@@ -394,9 +505,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         code = 130
     except Exception as exc:  # the last line of defence: one line, never a traceback
-        if os.environ.get("RECONCILER_DEBUG"):
-            raise
+        if os.environ.get("RECONCILER_DEBUG"):  # asked for: the traceback, through the redaction layer too
+            import traceback
+
+            click.echo(traceback.format_exc().rstrip(), err=True)
+            return 1
         click.echo(f"reconciler: internal error: {type(exc).__name__}: {exc} "
                    "(set RECONCILER_DEBUG=1 to see where)", err=True)
         code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.normalize import MAPS
+from reconciler.redact import hidden
 from reconciler.terms import plain_credential
-
-HIDDEN = "(plain value hidden)"
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def _mask(parts: list[Any], value: Any) -> Any:
     hands over leaves only (it flattens whole added or removed subtrees first)."""
     if len(parts) >= 2 and parts[-2] == "environment_vars" and isinstance(value, str):
         if plain_credential(str(parts[-1]), value):
-            return HIDDEN
+            return hidden(value)
     return value
 
 
@@ -64,6 +63,15 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         if (old is None and isinstance(new, dict) and new) or (new is None and isinstance(old, dict) and old):
             for key, value in (new or old).items():
                 add(parts + [key], None if old is None else value, None if new is None else value)
+            return
+        if isinstance(old, dict) and isinstance(new, dict):
+            # DeepDiff reports a mapping whose keys mostly changed as one change of the whole
+            # (its threshold_to_diff_deeper): go on down to the leaves, so each key reads as its
+            # own line and each value is masked on its own (an environment variable's value is
+            # a leaf; `_mask` sees leaves only).
+            for key in sorted(old.keys() | new.keys(), key=str):
+                if old.get(key) != new.get(key):
+                    add(parts + [key], old.get(key), new.get(key))
             return
         path = _render(parts)
         changes[path] = FieldChange(path, _mask(parts, old), _mask(parts, new))

@@ -43,15 +43,39 @@ class Problem:
         return (self.path or self.subject or "", self.line or 0, self.col or 0, self.message)
 
 
+def collapse(problems: list[Problem], *, by_cause: bool = False) -> list[Problem]:
+    """One line per problem, with a count: the same problem found many times (a YAML alias that
+    repeats a bad value thousands of times) is one line saying how often. With `by_cause`, objects
+    failing the same way (a bad token fails every read alike: "<object>: <operation>: <cause>") are
+    one line naming the first and how many more (for workspace calls; never for problems each
+    object must be named in, such as a stale saved plan)."""
+    groups: dict[object, list[Problem]] = {}
+    for problem in problems:
+        cause = by_cause and problem.path is None and problem.subject is not None
+        groups.setdefault(("cause", problem.message.split(": ", 1)[-1]) if cause else problem, []).append(problem)
+    collapsed = []
+    for same in groups.values():
+        first = same[0]
+        subjects = list(dict.fromkeys(p.subject for p in same))
+        if len(subjects) > 1:
+            first = Problem(first.message, subject=f"{first.subject} (and {len(subjects) - 1} more)")
+        elif len(same) > 1:
+            first = Problem(f"{first.message} ({len(same):,} times)", first.path, first.line, first.col,
+                            first.subject)
+        collapsed.append(first)
+    return collapsed
+
+
 class ReconcilerError(Exception):
-    """Raised with every problem found, so one run reports all of them."""
+    """Raised with every problem found, so one run reports all of them (identical ones once,
+    with a count: `collapse`)."""
 
     def __init__(self, problems: list[Problem] | Problem | str) -> None:
         if isinstance(problems, str):
             problems = [Problem(problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
-        self.problems = sorted(problems, key=Problem.sort_key)
+        self.problems = sorted(collapse(list(problems)), key=Problem.sort_key)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -79,6 +79,7 @@ from reconciler.normalize import (
     rules,
     server_filled,
 )
+from reconciler.redact import register
 from reconciler.terms import (
     ALIAS_NAME,
     MANAGED_BY_TAG,
@@ -88,6 +89,7 @@ from reconciler.terms import (
     STACK_TAG,
     UC_THREE_PART,
     default_entity_name,
+    name_problem,
     plain_credential,
 )
 
@@ -154,6 +156,7 @@ class LiveObjects:
     requested_endpoints: list[str] = field(default_factory=list)
     requested_models: list[str] = field(default_factory=list)
     all_endpoints: bool = False
+    refused: dict[str, Problem] = field(default_factory=dict)  # subject -> why its answer was not used
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -173,13 +176,20 @@ def read_live(workspace: Any, *, endpoints: Sequence[str], models: Sequence[str]
                                for m in bad])
     names = list(live.requested_endpoints)
     if all_endpoints:
-        names += sorted(e["name"] for e in workspace.list_endpoints() if e.get("name") not in names)
+        for listed in sorted({e["name"] for e in workspace.list_endpoints()} - set(names)):
+            problem = name_problem("endpoint", listed)  # it becomes a file name: never trusted
+            if problem:
+                live.refused[f"serving_endpoints {len(live.refused)}"] = Problem(
+                    f"the workspace lists an endpoint whose name {problem}; not exported", subject="serving_endpoints")
+            else:
+                names.append(listed)
     calls: list[tuple[Any, Callable[[], Any]]] = [(("endpoint", n), lambda n=n: workspace.get_endpoint(n))
                                                   for n in names]
     calls += [(("model", m), lambda m=m: workspace.get_model(m)) for m in live.requested_models]
     for (kind, name), value in run_parallel(calls, parallelism).items():
-        (live.endpoints if kind == "endpoint" else live.models)[name] = value
-    live.endpoints = {n: live.endpoints[n] for n in names}  # keep the order asked for
+        (live.endpoints if kind == "endpoint" else live.models)[name] = _as_asked(kind, name, value, live.refused)
+    # Keep the order asked for; an answer for another name is left out (its problem says why).
+    live.endpoints = {n: live.endpoints[n] for n in names if f"serving_endpoint.{n}" not in live.refused}
 
     calls = []
     for name, api in live.endpoints.items():
@@ -192,8 +202,27 @@ def read_live(workspace: Any, *, endpoints: Sequence[str], models: Sequence[str]
         calls += [(("model", m), _tolerant(lambda m=m: workspace.get_model(m)))
                   for m in sorted(served - known - set(live.models))]
     for (kind, name), value in run_parallel(calls, parallelism).items():
-        (live.acls if kind == "acl" else live.models)[name] = value
+        if kind == "acl":
+            live.acls[name] = value
+        elif value is not None:
+            live.models[name] = _as_asked(kind, name, value, live.refused)
     return live
+
+
+def _as_asked(kind: str, name: str, api: Any, refused: dict[str, Problem]) -> Any:
+    """`api` if it describes the object asked for, else None and a problem: a name from a server
+    answer becomes a file name, so it must be the name asked for (or listed), in the API's grammar."""
+    if not isinstance(api, dict):
+        return api
+    endpoint = kind == "endpoint"
+    answered = api.get("name" if endpoint else "full_name", name)
+    problem = name_problem("endpoint" if endpoint else "model", answered)
+    if problem is None and (answered == name if endpoint else str(answered).lower() == name.lower()):
+        return api
+    subject = f"{'serving_endpoint' if endpoint else 'registered_model'}.{name}"
+    refused[subject] = Problem(f"the workspace answered for another name ({problem or repr(answered)[:80]}); not "
+                               "exported", subject=subject)
+    return None
 
 
 def _tolerant(read: Callable[[], Any]) -> Callable[[], Any]:
@@ -218,10 +247,12 @@ def _serving_entities(api: dict[str, Any]) -> list[dict[str, Any]]:
 # ---- live → documents (pure) -------------------------------------------------------------------
 
 def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
-    result = Export()
+    result = Export(problems=list(live.refused.values()))
     models: dict[str, Document] = {}
     for name in live.requested_models:
         api = live.models.get(name)
+        if f"registered_model.{name}" in live.refused:
+            continue
         if not isinstance(api, dict):
             result.problems.append(Problem("does not exist in the workspace; nothing exported for it",
                                            subject=f"registered_model.{name}"))
@@ -491,6 +522,7 @@ def _env_value(doc: Document, loc: Loc, endpoint: str, entity: str, key: str, va
     if not (looks_secret or malformed_ref):
         return _template_value(value, options.variables, uc=True)
     # Never written nor printed (rule 4): a reference the user must make real, or fix.
+    register(value)
     scope = re.sub(r"[^A-Za-z0-9_.-]", "_", endpoint)[:128]
     secret = re.sub(r"[^A-Za-z0-9_.-]", "_", key.lower())[:128]
     reference = f"{{{{secrets/{scope}/{secret}}}}}"

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import Problem, ReconcilerError
+from reconciler.errors import Interrupted, Problem, ReconcilerError, collapse
 from reconciler.manifests.loader import Manifests
 from reconciler.normalize import IMMUTABLE_FIELDS, live_endpoint, live_model
 from reconciler.terms import SECRET_REF, is_source, name_problem, owned_by_stack
@@ -47,36 +47,32 @@ class LiveState:
 
 
 def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: int) -> dict[Any, Any]:
-    """Run keyed calls on a thread pool; every failure is collected, then raised together."""
+    """Run keyed calls on a thread pool; every failure is collected, then raised together (one
+    line per cause: `errors.collapse`). An interrupt stops it at once: calls not started are
+    cancelled, and `Interrupted` is raised as it is."""
     calls = list(calls)
     results: dict[Any, Any] = {}
     problems: list[Problem] = []
     if not calls:
         return results
+    interrupted: Interrupted | None = None
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(calls)))) as pool:
         futures = [(key, pool.submit(fn)) for key, fn in calls]
         for key, future in futures:
+            if interrupted is not None:
+                future.cancel()
+                continue
             try:
                 results[key] = future.result()
+            except Interrupted as exc:
+                interrupted = exc
             except ReconcilerError as exc:
                 problems += exc.problems
+    if interrupted is not None:
+        raise interrupted
     if problems:
-        raise ReconcilerError(_collapse(problems))
+        raise ReconcilerError(collapse(problems, by_cause=True))
     return results
-
-
-def _collapse(problems: list[Problem]) -> list[Problem]:
-    """One line per cause: a bad token fails every read the same way, and saying so once is enough."""
-    by_message: dict[str, list[Problem]] = {}
-    for problem in dict.fromkeys(problems):
-        by_message.setdefault(problem.message.split(": ", 1)[-1], []).append(problem)
-    collapsed = []
-    for same in by_message.values():
-        first = same[0]
-        if len(same) > 1 and first.subject:
-            first = Problem(first.message, subject=f"{first.subject} (and {len(same) - 1} more)")
-        collapsed.append(first)
-    return collapsed
 
 
 def secret_references(manifests: Manifests) -> set[Key]:

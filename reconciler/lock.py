@@ -39,7 +39,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from reconciler.errors import LeaseLost, ReconcilerError
+from reconciler.errors import Interrupted, LeaseLost, ReconcilerError
 from reconciler.terms import name_problem
 from reconciler.workspace import Workspace
 
@@ -206,7 +206,8 @@ class ApplyLock:
                 left = max(0.0, lease.expires_at - time.time())
                 raise ReconcilerError(f"apply lock {self.path} is held by {lease.holder} (lease ends in {left:.0f}s "
                                       "unless renewed); wait for that run, or pass --lock-timeout 10m to wait here")
-            time.sleep(self.retry)
+            if self.ws.cancel.wait(self.retry):  # interrupted while waiting for the lock (interrupts.py)
+                raise Interrupted(self.ws.cancel_signal)
 
     # ---- renewing ----------------------------------------------------------------------------------
 

@@ -300,8 +300,8 @@ def _cel(value: Any) -> Any:
 
 def _hidden(document: dict[str, Any]) -> dict[str, Any]:
     """The document with plain credentials in environment variables replaced, as plan output shows them."""
-    from reconciler.diff import HIDDEN
     from reconciler.manifests.checks import plain_credential
+    from reconciler.redact import hidden
 
     spec = document.get("spec") or {}  # a RegisteredModel may leave spec out: rules still read object.spec
     entities = spec.get("served_entities")
@@ -312,7 +312,7 @@ def _hidden(document: dict[str, Any]) -> dict[str, Any]:
         env = entity.get("environment_vars") if isinstance(entity, dict) else None
         if isinstance(env, dict):
             entity = {**entity, "environment_vars": {
-                k: HIDDEN if isinstance(v, str) and plain_credential(str(k), v) else v for k, v in env.items()}}
+                k: hidden(v) if isinstance(v, str) and plain_credential(str(k), v) else v for k, v in env.items()}}
         clean.append(entity)
     return {**document, "spec": {**spec, "served_entities": clean}}
 

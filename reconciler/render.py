@@ -9,12 +9,14 @@ are already masked by diff.py.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ MARKERS = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action
 COLOURS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
 GITHUB_COMMENT_LIMIT = 65_536
 MARKDOWN_BUDGET = 60_000  # under GITHUB_COMMENT_LIMIT with room for a workflow's own marker and footer
+HEARTBEAT_SECONDS = 30.0  # CI runners kill jobs silent for some minutes; real endpoint updates take 10 to 30
 
 
 def _value(value: Any) -> str:
@@ -313,33 +316,72 @@ def as_json(plan: Plan) -> str:
 # ---- apply progress, as it happens -----------------------------------------------------------------
 
 class Progress:
-    """What apply is doing, as it happens.
+    """What a run is doing, as it happens: apply's writes and waits, and any command's retries.
 
-    In CI logs (no TTY): one plain line per event, with the elapsed time. On a terminal: one line
-    per object, rewritten in place with its latest state and how long it has been at it, so fifty
-    endpoints waiting for their updates read as fifty lines, not a scrolling wall.
+    In CI logs (no TTY): one plain line per event, with the elapsed time, and while anything is
+    waiting (`waiting`) a heartbeat: at least every `heartbeat_seconds` (30, or
+    RECONCILER_HEARTBEAT_SECONDS) one line saying what is still waiting and for how long, because
+    real endpoint updates take 10 to 30 minutes and CI runners kill jobs that print nothing for
+    that long. On a terminal: one line per object, rewritten in place with its latest state and
+    how long it has been at it, so fifty endpoints waiting for their updates read as fifty lines,
+    not a scrolling wall.
     """
 
-    def __init__(self, stream: Any = None, *, live: bool | None = None) -> None:
+    SHOWN = 5  # waits named in one heartbeat line; the rest are counted
+
+    def __init__(self, stream: Any = None, *, live: bool | None = None, heartbeat_seconds: float | None = None) -> None:
         self.stream = stream or sys.stdout
         self.live = bool(getattr(self.stream, "isatty", lambda: False)()) if live is None else live
+        self.heartbeat_seconds = heartbeat_seconds or _heartbeat_seconds()
         self.start = time.monotonic()
         self.lock = threading.Lock()
         self.rows: dict[str, tuple[float, str]] = {}  # address -> (first seen, latest state)
+        self.waits: dict[str, tuple[float, str]] = {}  # address -> (since, what it waits for)
         self.drawn = 0
         self.stopped = threading.Event()
-        if self.live:
-            threading.Thread(target=self._tick, name="apply-progress", daemon=True).start()
+        threading.Thread(target=self._tick, name="progress", daemon=True).start()
 
     def __call__(self, address: str, message: str) -> None:
         with self.lock:
             if not self.live:
-                self.stream.write(f"[{time.monotonic() - self.start:6.1f}s] {address}: {message}\n")
-                self.stream.flush()
+                self._line(f"{address}: {message}")
                 return
             first_seen = self.rows.get(address, (time.monotonic(), ""))[0]
             self.rows[address] = (first_seen, message)
             self._draw()
+
+    @contextlib.contextmanager
+    def waiting(self, address: str, what: str) -> Iterator[None]:
+        """While the block runs, `address` is waiting for `what` (heartbeat lines name it)."""
+        with self.lock:
+            self.waits[address] = (time.monotonic(), what)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.waits.pop(address, None)
+
+    def detach(self) -> None:
+        """Other text (the plan) is printed next: on a terminal, lines drawn so far (retries while
+        planning) are left as they are, and the next ones form a new block below that text."""
+        with self.lock:
+            self.rows.clear()
+            self.drawn = 0
+
+    def heartbeat(self) -> str | None:
+        """The summary line of what is still waiting, or None when nothing is."""
+        with self.lock:
+            waits = sorted(self.waits.items(), key=lambda item: item[1][0])
+        if not waits:
+            return None
+        now = time.monotonic()
+        shown = [f"{address} ({what}, {now - since:.0f}s)" for address, (since, what) in waits[:self.SHOWN]]
+        more = f" and {len(waits) - self.SHOWN} more" if len(waits) > self.SHOWN else ""
+        return f"still waiting: {', '.join(shown)}{more}"
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"[{time.monotonic() - self.start:6.1f}s] {text}\n")
+        self.stream.flush()
 
     def _draw(self) -> None:
         import shutil
@@ -354,10 +396,29 @@ class Progress:
         self.stream.flush()
 
     def _tick(self) -> None:
-        while not self.stopped.wait(1.0):
-            with self.lock:
-                if self.rows:
-                    self._draw()
+        beat = time.monotonic()
+        while not self.stopped.wait(1.0 if self.live else min(1.0, self.heartbeat_seconds)):
+            if self.live:
+                with self.lock:
+                    if self.rows:
+                        self._draw()
+                continue
+            if time.monotonic() - beat >= self.heartbeat_seconds:
+                beat = time.monotonic()
+                line = self.heartbeat()
+                if line is not None:
+                    with self.lock:
+                        self._line(line)
 
     def close(self) -> None:
         self.stopped.set()
+
+
+def _heartbeat_seconds() -> float:
+    import os
+
+    try:
+        seconds = float(os.environ.get("RECONCILER_HEARTBEAT_SECONDS") or HEARTBEAT_SECONDS)
+    except ValueError:
+        return HEARTBEAT_SECONDS
+    return seconds if seconds > 0 else HEARTBEAT_SECONDS

@@ -591,8 +591,11 @@ class _Rollout:
         deadline = self.ex.ws.deadline
         if deadline is not None and time.monotonic() + seconds_ > deadline:
             raise RolloutFailed("a pause", f"waiting {seconds_:g}s more would end after the run's deadline")
-        if seconds_ > 0 and self.ex.ws.cancel.wait(seconds_):
-            raise Interrupted(self.ex.ws.cancel_signal)
+        if seconds_ <= 0:
+            return
+        with self.ex.progress.waiting(self.address, "a rollout pause"):  # the CI heartbeat names it
+            if self.ex.ws.cancel.wait(seconds_):
+                raise Interrupted(self.ex.ws.cancel_signal)
 
     def deadline(self) -> float:
         """`--timeout` bounds each wait for one config update (a rollout waits for several)."""

@@ -2,7 +2,8 @@
 credentials, the server's default entity name, "update in progress", principal keys, and the URIs
 that name a model version by the logged agent it is registered from.
 
-Pure and import-light (only `re`), so every layer may use it: the manifest checks, the
+Pure and import-light (only `re`; detect-secrets is imported by `plain_credential` only for the values
+its own rules leave open), so every layer may use it: the manifest checks, the
 normaliser, the planner, the executor, export, and `workspace.py`, which checks every name
 against its grammar before it reaches a request path (a name from a manifest, a plan file, a
 variable or a server answer is never trusted to be what it claims).
@@ -193,11 +194,14 @@ SECRET_REF = re.compile(r"\{\{secrets/(?!\.\.?/)([A-Za-z0-9_.@-]{1,128})/(?!\.\.
 SECRET_LOOKING_NAME = re.compile(r".*_KEY|.*TOKEN.*|.*SECRET.*|.*PASSWORD.*", re.IGNORECASE)
 SETTING_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?|true|false|yes|no|on|off", re.IGNORECASE)
 # Values shaped like well-known credentials, whatever their variable is called: OpenAI-style keys
-# (sk-...), Databricks tokens (dapi...), GitHub and Slack tokens, AWS access key ids, Google API
-# keys, JWTs, and URLs carrying a password (scheme://user:password@host).
+# (sk-...), Databricks personal access tokens (dapi + 32 hex, Azure's with a -N suffix) and OAuth
+# secrets (dose + letters and digits; google/osv-scalibr#1720, #1721 describe both; detect-secrets
+# has no Databricks detector), GitHub and Slack tokens, AWS access key ids, Google API keys, JWTs,
+# and URLs carrying a password (scheme://user:password@host). `redact.detected` adds the maintained
+# detectors of detect-secrets on top of these.
 CREDENTIAL_VALUE = re.compile(
-    r"\bsk-[A-Za-z0-9_-]{16,}|\bdapi[0-9a-f]{32}|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_\w{20,}"
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"
+    r"\bsk-[A-Za-z0-9_-]{16,}|\bdapi[0-9a-f]{32}(-[0-9]+)?|\bdose[A-Za-z0-9]{28,}|\bgh[pousr]_[A-Za-z0-9]{30,}"
+    r"|\bgithub_pat_\w{20,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"
     r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.|\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
 # Something meant as a secret reference: `{{secrets/`, `{{ secrets/`, `{secrets/`...
 SECRET_REF_ATTEMPT = re.compile(r"\{+\s*secrets\s*/", re.IGNORECASE)
@@ -205,12 +209,17 @@ SECRET_REF_ATTEMPT = re.compile(r"\{+\s*secrets\s*/", re.IGNORECASE)
 
 def plain_credential(name: str, value: str) -> bool:
     """A value that is a credential, by its variable's name or by its own shape, and is not a
-    `{{secrets/...}}` reference: refused in manifests, never printed nor exported."""
+    `{{secrets/...}}` reference: refused in manifests, never printed nor exported. The name and
+    shape rules here decide most values cheaply; the rest go to detect-secrets (`redact.detected`)."""
     if SECRET_REF.fullmatch(value):
         return False
     if SETTING_VALUE.fullmatch(value):
         return False  # MAX_TOKENS: "1024" is a setting: a number or a boolean is never a credential
-    return SECRET_LOOKING_NAME.fullmatch(name) is not None or CREDENTIAL_VALUE.search(value) is not None
+    if SECRET_LOOKING_NAME.fullmatch(name) is not None or CREDENTIAL_VALUE.search(value) is not None:
+        return True
+    from reconciler.redact import detected  # detect-secrets, imported only for values these rules left open
+
+    return detected(name, value)
 
 
 # ---- server defaults ------------------------------------------------------------------------------

@@ -28,8 +28,11 @@ Every call goes through `_call`, which owns what the SDK would otherwise decide 
 - failures become typed errors (`errors.NotFound`, `Conflict`, `AlreadyExists`,
   `PermissionDenied`, `Unauthenticated`, `Unreachable`, `UnexpectedAnswer`) whose one line names
   the object, the operation and the cause, with a hint where one helps. Tokens never appear in
-  them (the SDK does not put them in errors, and we never format request headers); the host is
-  shown without any credential it carries.
+  them: we never format request headers, every credential the SDK's config holds (and a password
+  in the host URL) is registered with the redaction layer (redact.py) before the first call, so a
+  server that echoes the Authorization header is scrubbed on the way out, and a token holding a
+  line break is refused up front (the HTTP client's error would quote it); the host is shown
+  without any credential it carries.
 
 Contract for callers: reads are side-effect free and safe to repeat. Writes are the narrowest
 API call for one change; alias, tag, AI gateway, permission and config writes are idempotent when
@@ -57,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from reconciler import redact
 from reconciler.errors import (
     AlreadyExists,
     Conflict,
@@ -254,6 +258,7 @@ class Workspace:
         # its Config. A client we built ourselves (`connect`) already has this clock.
         config._clock = _no_sleep_clock()
         self.config = config
+        _register_credentials(config)
         self._api = ApiClient(config)
         self.host = _shown_host(config.host or "")
         self.retry_seconds = retry_seconds if retry_seconds is not None else _env_seconds(
@@ -275,6 +280,10 @@ class Workspace:
         from databricks.sdk.config import Config
 
         logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # its warnings are ours to word
+        for attribute in Config.attributes():  # before anything can fail quoting one of them
+            if attribute.sensitive and attribute.env:
+                redact.register(os.environ.get(attribute.env))
+        redact.register_url(os.environ.get("DATABRICKS_HOST"))
         if profile is None and os.environ.get("DATABRICKS_HOST"):
             _check_host(os.environ["DATABRICKS_HOST"])  # before the SDK's start-up probe retries it
 
@@ -295,7 +304,9 @@ class Workspace:
         except ValueError as exc:
             raise ReconcilerError(f"Databricks authentication is not configured: {_first_line(exc)} "
                                   "(set DATABRICKS_HOST and DATABRICKS_TOKEN, or pass --profile)") from None
+        _register_credentials(config)
         _check_host(config.host)
+        _check_token(config.token)
         config.http_timeout_seconds = int(response_seconds or _env_seconds("RECONCILER_RESPONSE_SECONDS",
                                                                              RESPONSE_SECONDS))
         return cls(WorkspaceClient(config=config), retry_seconds=retry_seconds, response_seconds=response_seconds)
@@ -345,23 +356,21 @@ class Workspace:
             tries += 1
             abandoned = threading.Event()
             future = _RUNNER.submit(lambda abandoned=abandoned: attempt(abandoned))
+            wait = min(self.response_seconds, limit - now)
             try:
                 # Every attempt is bounded by the time left: for a write under the apply lock, by the
                 # lease (`_limit`), so no write attempt outlives it.
-                answer = self._await(future, min(self.response_seconds, limit - now), write=write)
+                answer = self._await(future, wait, write=write)
             except (FutureTimeout, Interrupted):
                 abandoned.set()
                 if self.cancel.is_set():
                     raise Interrupted(self.cancel_signal) from None
+                late = f"no complete answer within {wait:.0f}s" + (f" {bound}" if wait < self.response_seconds else "")
                 if write:
                     self._fenced()  # the lease ran out meanwhile: that, not the timeout, is what stops the run
-                    raise Unreachable(Problem(
-                        f"{operation}: no complete answer within {min(self.response_seconds, limit - now):.0f}s "
-                        f"{bound if limit - now < self.response_seconds else ''}; the write may or may not have "
-                        "landed: run apply again, it re-reads and finishes the job".replace("  ", " "),
-                        subject=subject)) from None
-                self._retry_or_give_up(subject, operation, f"no complete answer within {self.response_seconds:.0f}s",
-                                       None, 1.0, started, limit, bound, tries, network=True)
+                    raise Unreachable(Problem(f"{operation}: {late}; the write may or may not have landed: run apply "
+                                              "again, it re-reads and finishes the job", subject=subject)) from None
+                self._retry_or_give_up(subject, operation, late, None, 1.0, started, limit, bound, tries, network=True)
                 continue
             except _RetryWanted as wanted:
                 cause = wanted.__context__
@@ -381,7 +390,7 @@ class Workspace:
                 continue
             except (ValueError, RecursionError, UnicodeDecodeError) as exc:  # the body was not JSON
                 what = "a JSON answer nested too deeply" if isinstance(exc, RecursionError) else \
-                    f"not JSON ({_first_line(exc)[:80]})"
+                    f"not JSON ({_first_line(exc)[:80]}); is DATABRICKS_HOST the URL of a Databricks workspace?"
                 raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
                                                subject=subject)) from None
             except Exception as exc:
@@ -404,10 +413,13 @@ class Workspace:
             self.fence()
 
     def _limit(self, started: float, write: bool, budget: float | None) -> tuple[float, str]:
-        """Until when this call may go on, and what sets that bound (for the message)."""
+        """Until when this call may go on, and what sets that bound (for the message). A call with
+        a budget of its own (the lock's) is bounded by that budget alone, not by --deadline: a run
+        that ran out of time must still release its lease."""
+        own = budget is not None
         budget = self.retry_seconds if budget is None else budget
         limits = [(started + budget, f"within the retry budget of {budget:.0f}s (RECONCILER_RETRY_SECONDS)")]
-        if self.deadline is not None:
+        if self.deadline is not None and not own:
             limits.append((self.deadline, "before the run's --deadline"))
         if write and self.fence is not None:
             limits.append((self.fence(), "before the apply lock's lease ends"))
@@ -436,12 +448,15 @@ class Workspace:
                                       subject=subject))
         # The SDK's backoff (`retries.py`: min(10, attempt) + up to 1 s), counted over our attempts.
         delay = delay if retry_after is not None else min(10, tries) + random.random()
-        if delay >= left:
+        # A host known to be down (see below) gets one try, not another budget: the lock's release,
+        # which has a budget of its own, still tries once, and the run ends within one budget.
+        if delay >= left or (network and self._down is not None):
             spent = time.monotonic() - started
             message = f"gave up after {tries} attempt(s) in {spent:.0f}s: {reason}"
-            if network and tries > 1 and spent >= (limit - started) / 2:
-                # It stopped answering for a whole budget: later calls say so at once instead of
-                # each waiting out a budget of their own (the lock's release still tries).
+            if network and tries > 1 and bound.startswith("within the retry budget"):
+                # It stopped answering for a whole retry budget (not cut short by the deadline or
+                # the lease): later calls say so at once instead of each waiting out a budget of
+                # their own.
                 self._down = f"{self.host} stopped answering: {reason}"
             raise Unreachable(Problem(f"{operation}: {message}", subject=subject))
         if self.on_retry is not None:
@@ -455,7 +470,16 @@ class Workspace:
         if isinstance(exc, ReconcilerError):
             return exc
         if not isinstance(exc, errors.DatabricksError):
-            return UnexpectedAnswer(Problem(f"{operation}: {type(exc).__name__}: {_first_line(exc)}", subject=subject))
+            import requests
+
+            if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+                short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected", str(exc))
+                what = "the answer was cut short" + (f" after {short[1]} bytes ({short[2]} more were promised)"
+                                                     if short else f" ({_first_line(exc)[:120]})")
+            else:  # the SDK choked on it (a JSON string where an object belongs, and the like)
+                what = f"{type(exc).__name__}: {_first_line(exc)[:200]}"
+            return UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
+                                            subject=subject))
         code = exc.error_code if exc.error_code and not str(exc.error_code).isdigit() else None
         problem = Problem(f"{operation}: {_describe(exc, self.host)}", subject=subject)
         if str(exc).startswith("unable to parse response") or (isinstance(exc, errors.NotFound) and code is None):
@@ -1148,6 +1172,24 @@ def _json_type(value: Any) -> str:
 
 def _json_name(expected: type) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}[expected]
+
+
+def _register_credentials(config: Any) -> None:
+    """Every value the SDK's config marks sensitive (the token, passwords, client secrets), and
+    a password in the host URL, wherever they came from (environment, profile): never printed."""
+    for attribute in type(config).attributes():
+        if attribute.sensitive:
+            value = getattr(config, attribute.name, None)
+            redact.register(value if isinstance(value, str) else None)
+    redact.register_url(config.host)
+
+
+def _check_token(token: str | None) -> None:
+    """A token with a line break or a space (pasted from a file) would fail inside the HTTP client
+    with an error that quotes the header, token and all; say what is wrong instead."""
+    if token and (token != token.strip() or any(not c.isprintable() or c.isspace() for c in token)):
+        raise ReconcilerError("the Databricks token (DATABRICKS_TOKEN, or the profile's token) holds a line break, "
+                              "a space or another control character; remove it (a trailing newline from a file?)")
 
 
 def _check_host(host: str | None) -> None:

@@ -176,7 +176,8 @@ def test_a_typed_value_of_the_wrong_type_is_reported_at_the_placeholder(tmp_path
     with pytest.raises(ReconcilerError) as raised:
         load_manifests([path], variables)
     assert [str(p) for p in raised.value.problems] == [
-        f"{path}:18:29: spec.traffic_config.routes[0].traffic_percentage: should be a valid integer (got 'ninety'); "
+        f"{path}:18:29: spec.traffic_config.routes[0].traffic_percentage: should be a valid integer (the value of a "
+            "variable, not shown: it may be a credential); "
         "use a whole number without quotes"]
 
 

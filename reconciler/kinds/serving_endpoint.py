@@ -429,9 +429,18 @@ def _finish(ex: Executor, name: str, address: str, deadline: float) -> None:
 
 def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool,
          eager: bool = False) -> dict[str, Any]:
-    """Poll until no update is in progress, backing off from 0.5 s to 10 s between polls. `eager`
-    (a rollout, whose updates follow one another so their overshoots add up): poll every 0.1 s at
-    first, then every 15% of the time waited so far (up to 10 s), so a wait ends at most 15% late."""
+    """Poll until no update is in progress (`_poll`); while it waits, the progress heartbeat names it."""
+    with ex.progress.waiting(address, "config_update IN_PROGRESS"):
+        return _poll(ex, name, address, deadline, check_failure=check_failure, eager=eager)
+
+
+def _poll(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool,
+          eager: bool) -> dict[str, Any]:
+    """Poll, backing off from 0.5 s to 10 s between polls; bounded by --timeout (`deadline`) and the
+    run's --deadline, and abandoned at once on an interrupt (interrupts.py). `eager` (a rollout,
+    whose updates follow one another so their overshoots add up): poll every 0.1 s at first, then
+    every 15% of the time waited so far (up to 10 s), so a wait ends at most 15% late."""
+    limit = deadline if ex.ws.deadline is None else min(deadline, ex.ws.deadline)
     interval = EAGER_POLL_SECONDS if eager else FIRST_POLL_SECONDS
     started = time.monotonic()
     last_state = None
@@ -449,9 +458,10 @@ def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failur
                 raise EndpointFailed(_failure_message(ex, name, api, state))
             return api
         ex.check_lease()  # a run stalled past its lease stops here, before anything it would do next
-        if time.monotonic() + interval > deadline:
-            raise EndpointFailed(f"still updating after --timeout {ex.options.timeout_seconds:.0f}s; the update "
-                                 "goes on in the workspace: run apply again to wait for it and finish")
+        if time.monotonic() + interval > limit:
+            bound = f"--timeout {ex.options.timeout_seconds:.0f}s" if limit == deadline else "the run's --deadline"
+            raise EndpointFailed(f"still updating after {bound}; the update goes on in the workspace: run "
+                                 "apply again to wait for it and finish")
         if ex.ws.cancel.wait(interval):
             raise Interrupted(ex.ws.cancel_signal)
         interval = min(max(EAGER_POLL_SECONDS, 0.15 * (time.monotonic() - started)) if eager else interval * 1.5,

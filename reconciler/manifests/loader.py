@@ -6,6 +6,7 @@ all files at once, each as `path:line:col: message; fix`, and raises only at the
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -17,10 +18,12 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import Unreadable, read_regular
 from reconciler.manifests.checks import check_manifests, check_warnings
 from reconciler.manifests.model import API_VERSION, DURATION_PATTERN, KINDS, RegisteredModel, ServingEndpoint
 from reconciler.manifests.policy_model import Policy
-from reconciler.manifests.yamlsource import Loc, Position, SourceDocument, read_documents
+from reconciler.manifests.yamlsource import MAX_FILE_BYTES, Loc, Position, SourceDocument, read_documents
+from reconciler.terms import SETTING_VALUE
 
 T = TypeVar("T", RegisteredModel, ServingEndpoint, Policy)
 SUFFIXES = (".yaml", ".yml")
@@ -85,8 +88,12 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
     manifests = Manifests(files=collect_files(paths, problems))
     for path in manifests.files:
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+            raw = read_regular(path, limit=MAX_FILE_BYTES)
+        except Unreadable as exc:
+            message = f"file is {exc.size / 1048576:.1f} MiB; manifest files over {MAX_FILE_BYTES // 1048576} MiB " \
+                      "are refused (split it)" if exc.size else f"{exc}; name manifest files (*.yaml, *.yml)"
+            problems.append(Problem(message, path=path, line=1, col=1))
+            continue
         except OSError as exc:
             problems.append(Problem(f"cannot read file: {exc.strerror}", path=path, line=1, col=1))
             continue
@@ -124,8 +131,23 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
         found += compile_problems + violations
     problems += [p for p in found if (p.path, Position(p.line or 1, p.col or 1)) not in stand_ins]
     if problems:
-        raise ReconcilerError(problems)
+        raise ReconcilerError(_unquoted(problems, variables))
     return manifests
+
+
+def _unquoted(problems: list[Problem], variables: Mapping[str, str]) -> list[Problem]:
+    """Problems that quote a value a variable supplied (a cross-check quoting a name) read
+    `${var.NAME}` there instead: a variable from RECONCILER_VAR_x or --var may be a credential.
+    Short values and plain numbers or booleans are left alone: they hide nothing, and replacing
+    "1" would garble "at least 1 item"."""
+    values = sorted(((v, n) for n, v in variables.items() if len(v) >= 4 and not SETTING_VALUE.fullmatch(v)),
+                    key=lambda pair: -len(pair[0]))
+    if not values:
+        return problems
+    names = dict(values)
+    pattern = re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(v)}(?![A-Za-z0-9])" for v, _ in values))
+    return [dataclasses.replace(p, message=pattern.sub(lambda m: f"${{var.{names[m.group(0)]}}}", p.message))
+            for p in problems]
 
 
 def _validate(source: SourceDocument, problems: list[Problem]) -> Loaded[Any] | None:
@@ -310,9 +332,11 @@ def _problem_from_pydantic(source: SourceDocument, model: type[BaseModel], error
         close = same or (prefixed if len(prefixed) == 1 else []) or \
             ([] if prefixed else difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6))
         hint = f"did you mean '{close[0]}'?" if close else "use one of those"
-    # Never echo an environment variable's value back: it may be a credential.
-    if "environment_vars" in loc or isinstance(value, (dict, list)):
-        shown = ""
+    # Never echo an environment variable's value back, nor one that came from a variable: either
+    # may be a credential.
+    if "environment_vars" in loc or source.substituted & {loc[:i] for i in range(len(loc) + 1)} \
+            or isinstance(value, (dict, list)):
+        shown = " (the value of a variable, not shown: it may be a credential)" if loc in source.substituted else ""
     elif value is None:
         shown = " (got an empty value)"
         hint = hint if kind in ("model_type", "dict_type", "list_type") else "write a value after the colon"

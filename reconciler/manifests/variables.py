@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.redact import register
+from reconciler.terms import CREDENTIAL_VALUE, SECRET_LOOKING_NAME
 
 ENV_PREFIX = "RECONCILER_VAR_"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -27,11 +29,14 @@ def _scalar_text(value: object) -> str | None:
 
 
 def _read_var_file(path: str, problems: list[Problem]) -> dict[str, str]:
-    from reconciler.manifests.yamlsource import read_documents
+    from reconciler.files import Unreadable, read_regular
+    from reconciler.manifests.yamlsource import MAX_FILE_BYTES, read_documents
 
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = read_regular(path, limit=MAX_FILE_BYTES)
+    except Unreadable as exc:
+        problems.append(Problem(f"cannot read variable file: it {exc}", path=path, line=1, col=1))
+        return {}
     except OSError as exc:
         problems.append(Problem(f"cannot read variable file: {exc.strerror}", path=path, line=1, col=1))
         return {}
@@ -76,4 +81,7 @@ def collect_variables(assignments: Sequence[str], var_files: Sequence[str],
         result[name] = value
     if problems:
         raise ReconcilerError(problems)
+    for name, value in result.items():
+        if SECRET_LOOKING_NAME.fullmatch(name) or CREDENTIAL_VALUE.search(value):
+            register(value)  # a credential passed as a variable is never printed (redact.py)
     return result

@@ -79,6 +79,9 @@ class SourceDocument:
     # Mappings that lost entries while reading (a merge key, a non-string key): a field missing
     # from them is a consequence of the problem already reported, not a new one.
     incomplete: set[Loc] = field(default_factory=set)
+    # Values a `${var.NAME}` was substituted into: never quoted back in a problem (a variable from
+    # RECONCILER_VAR_x or --var may hold a credential).
+    substituted: set[Loc] = field(default_factory=set)
 
     def position(self, loc: Loc, *, key: bool = False) -> Position:
         """Position of the value (or key) at `loc`, else of its nearest recorded parent."""
@@ -338,7 +341,8 @@ class _DocumentBuilder:
                 self._fail(node, f"{what} is not a variable reference; write ${{var.NAME}}, "
                                  "or $${ for a literal '${'", loc)
                 return text
-            assert self.variables is not None
+            assert self.variables is not None and self.doc is not None
+            self.doc.substituted.add(loc)
             if name.group(1) not in self.variables:
                 ok = False
                 self._fail(node, f"variable '{name.group(1)}' is not defined; pass --var {name.group(1)}=VALUE, "

@@ -237,6 +237,17 @@ def written_objects(log: list[dict[str, Any]]) -> set[str]:
     return names
 
 
+def next_apply_problems(label: str, clean: Any, check: Any, log: list[dict[str, Any]],
+                        docs: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with the apply that followed a killed or interrupted one (`clean`, then the
+    plan `check`, both CLI results; `log` holds both runs' requests): it must converge, land no
+    write twice across the pair, and move no alias before its endpoints serve the version."""
+    problems = [] if clean.code == 0 and check.code == 0 else [
+        f"{label}: the next apply did not converge: {clean.out[-1500:]}{clean.err}{check.out}"]
+    problems += [f"{label}: {p}" for p in repeated_writes(log)]
+    return problems + [f"{label}: {p}" for p in unsafe_alias_moves(log, docs)]
+
+
 def repeated_writes(log: list[dict[str, Any]]) -> list[str]:
     """Managed writes that landed more than once with the same method, path and body."""
     counts = Counter((e["method"], e["path"], json.dumps(e.get("body"), sort_keys=True))

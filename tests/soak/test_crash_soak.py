@@ -53,10 +53,7 @@ def crash_soak(tmp_path, *, kills: int, seed: int) -> dict[str, int]:
             check = run(sim, "plan", path, "--detailed-exitcode", "--prune")
             log = sim.requests()
             history += log
-            if clean.code != 0 or check.code != 0:
-                problems.append(f"{label}: the clean apply did not converge: {clean.out[-1500:]}{clean.err}{check.out}")
-            problems += [f"{label}: {p}" for p in soaklib.repeated_writes(log)]
-            problems += [f"{label}: {p}" for p in soaklib.unsafe_alias_moves(log, docs)]
+            problems += soaklib.next_apply_problems(label, clean, check, log, docs)
     problems += soaklib.duplicate_creates(history)
     tally["alias moves checked"] = soaklib.alias_sets(history)
     assert not problems, "\n".join(problems)
