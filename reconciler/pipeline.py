@@ -21,7 +21,7 @@ from typing import Any
 from reconciler.errors import ReconcilerError
 from reconciler.live import read_access, read_dependencies, read_objects
 from reconciler.manifests.loader import Manifests, load_manifests
-from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions
+from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions, select
 from reconciler.preflight import access_problems, manager_problems, preflight, shared_model_warnings
 from reconciler.terms import identity_principal, name_problem
 from reconciler.workspace import Workspace
@@ -43,15 +43,16 @@ class _Recording(dict):  # type: ignore[type-arg]
         return str(super().__getitem__(name))
 
 
-def load(paths: Sequence[str], variables: Mapping[str, str], *,
-         stack: str | None = None) -> tuple[Manifests, Source]:
-    """Read, validate and cross-check manifest files offline, policies included (raises with every
-    problem); `stack` is what policies that match on stacks compare with. Also says what the
-    manifests were made from: the paths, the variables they use and a digest of both's contents."""
+def load(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None,
+         texts: Mapping[str, str] | None = None) -> tuple[Manifests, Source]:
+    """Read, validate and cross-check manifest files (and `texts`, manifests given as YAML strings
+    by name) offline, policies included (raises with every problem); `stack` is what policies that
+    match on stacks compare with. Also says what the manifests were made from: the paths, the
+    variables they use and a digest of both's contents."""
     recording = _Recording(variables)
-    manifests = load_manifests(paths, recording, stack=stack)
+    manifests = load_manifests(paths, recording, stack=stack, texts=texts)
     used = sorted(n for n in recording.used if n in variables)
-    parts = []
+    parts = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in (texts or {}).values()]
     for path in manifests.files:  # order-free: the same files given in another order are the same
         with open(path, "rb") as handle:
             parts.append(hashlib.sha256(handle.read()).hexdigest())
@@ -80,12 +81,13 @@ def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str,
 
 
 def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int,
-         deployer: str | None = None, source: Source | None = None) -> Plan:
+         deployer: str | None = None, source: Source | None = None, targets: Sequence[str] = ()) -> Plan:
     """Read what the manifests name, check it, and plan: everything `reconciler plan` does.
-    `deployer` is the identity that will apply (default: the caller)."""
+    `deployer` is the identity that will apply (default: the caller); `targets` (--target) limit
+    the plan to those objects and what they depend on (`plan.select`)."""
     from reconciler.kinds import KINDS
 
-    live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
+    live = read_objects(workspace, manifests, parallelism=parallelism, stack=stack)
     principal, groups = deploying_identity(workspace, deployer)
     written = manifests
     for kind in KINDS:  # references settled now: a version named by its source, if registered, is its number
@@ -112,6 +114,8 @@ def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune
         raise ReconcilerError(problems)
     the_plan = make_plan(manifests, live, resolved, stack=stack, prune=prune, warnings=warnings,
                          workspace_host=workspace.host, deployer=principal, source=source)
+    if targets:
+        the_plan = select(the_plan, list(targets))
     problems = manager_problems(manifests, the_plan, live)
     access = read_access(workspace, the_plan, live, principal, groups, parallelism=parallelism)
     problems += access_problems(the_plan, access)
