@@ -383,14 +383,19 @@ def export(profile: str | None, parallelism: int, stack: str | None, endpoints: 
 @click.option("--check", is_flag=True, help="Exit 1 if the file there is not what would be written.")
 def schema(out_dir: str, check: bool) -> None:
     """Write the manifests' JSON Schema (schemas/manifest.schema.json)."""
-    from reconciler.errors import ReconcilerError
-    from reconciler.schema import SCHEMA_FILE, schema_is_current, write_schema
+    from reconciler.errors import Problem, ReconcilerError
+    from reconciler.schema import SCHEMA_FILE, output_schema_problems, schema_is_current, write_schema
 
     if check:
         if not schema_is_current(out_dir):
             raise ReconcilerError(f"{os.path.join(out_dir, SCHEMA_FILE)} is stale or missing; run `reconciler schema`"
                                   " (or `make schema`) and commit the result")
+        problems, checked = output_schema_problems(out_dir)
+        if problems:
+            raise ReconcilerError([Problem(p) for p in problems])
         click.echo(f"{os.path.join(out_dir, SCHEMA_FILE)} is up to date")
+        for path in checked:
+            click.echo(f"{path} names what the code writes")
         return
     click.echo(f"wrote {write_schema(out_dir)}")
 
