@@ -187,6 +187,7 @@ def apply(plan: Plan, manifests: LoadedManifests, *, client: Client = None, exac
         identity = str(me.get("userName") or "")
         result = ApplyResult(plan, [], workspace.host, identity, ci_commit(), started)
         if not plan.has_changes:
+            result.finished_at = _now()
             return result  # nothing to apply: no lock, no write
         held = None
         try:
