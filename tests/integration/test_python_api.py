@@ -132,3 +132,21 @@ def test_importing_the_api_runs_no_cli(seeded_workspace, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True False\n", "")
+
+
+def test_the_readmes_notebook_example_runs_as_written(seeded_workspace, tmp_path, monkeypatch, capsys):
+    """The README's "Python API" example, with its manifest path pointed at the example manifests
+    and the notebook's auth given by the environment."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"/Workspace/Repos/me/agents/manifests"' in code
+    code = code.replace('"/Workspace/Repos/me/agents/manifests"', repr(write(tmp_path, base_documents())))
+    for key in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", seeded_workspace.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", seeded_workspace.token)
+    exec(compile(code, "README.md", "exec"), {"__name__": "notebook"})  # its asserts: applied, then no changes
+    printed = capsys.readouterr().out
+    assert "serving_endpoint.support-agent create ['create_endpoint(champion=support_agent v3" in printed
+    assert "'result': 'complete'" in printed
