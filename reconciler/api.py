@@ -24,6 +24,7 @@ are re-derived from a fresh read just before they are made, as always: apply.py)
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -33,22 +34,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from reconciler import pipeline
-from reconciler.apply import ApplyOptions, Outcome, apply_plan
-from reconciler.errors import LeaseLost, ReconcilerError
-from reconciler.manifests.loader import Manifests
+from reconciler.errors import ReconcilerError
+from reconciler.manifests.loader import Manifests, load_manifests
 from reconciler.plan import Action, Plan, Source
-from reconciler.render import Progress
-from reconciler.workspace import Workspace
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the workspace side is imported when used: `validate` loads without it
     from databricks.sdk import WorkspaceClient
+
+    from reconciler.apply import Outcome
+    from reconciler.errors import LeaseLost
+    from reconciler.render import Progress
+    from reconciler.workspace import Workspace
 
 DEFAULT_PATHS = ("manifests",)
 RECORD_FORMAT_VERSION = "1"
 COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 PathLike = Union[str, "os.PathLike[str]"]
-Client = Union["WorkspaceClient", Workspace, None]
+Client = Union["WorkspaceClient", "Workspace", None]
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,42 @@ def load(paths: PathLike | Sequence[PathLike] = (), *, texts: str | Sequence[str
     given = variables or {}
     assignments = [f"{k}={v}" for k, v in given.items()] if isinstance(given, Mapping) else list(given)
     values = collect_variables(assignments, [os.fspath(p) for p in var_files])
-    manifests, source = pipeline.load(path_list, values, stack=stack, texts=named)
-    return LoadedManifests(manifests, source, stack)
+    recording = _Recording(values)
+    manifests = load_manifests(path_list, recording, stack=stack, texts=named)
+    used = sorted(n for n in recording.used if n in values)
+    # What the manifests were made from (a plan's `source`): the digest of the contents, order-free
+    # (the same files given in another order are the same), and of the used variables' values.
+    parts = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in named.values()]
+    for path in manifests.files:
+        with open(path, "rb") as handle:
+            parts.append(hashlib.sha256(handle.read()).hexdigest())
+    parts.sort()
+    parts += [f"{name}={hashlib.sha256(values[name].encode()).hexdigest()}" for name in used]
+    digest = "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return LoadedManifests(manifests, Source(paths=path_list, variables=used, digest=digest), stack)
+
+
+class _Recording(dict):  # type: ignore[type-arg]
+    """Variables, remembering which ones the manifests looked up (those are what a plan depends on)."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.used: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        self.used.add(str(name))
+        return super().__contains__(name)
+
+    def __getitem__(self, name: str) -> str:
+        self.used.add(name)
+        return str(super().__getitem__(name))
 
 
 def connect(client: Client = None, *, parallelism: int = 16) -> Workspace:
     """The workspace a `WorkspaceClient` points at (None: the SDK's default config, which in a
     notebook is the notebook's own auth, elsewhere DATABRICKS_HOST/TOKEN or a profile)."""
+    from reconciler.workspace import Workspace
+
     if isinstance(client, Workspace):
         return client
     if client is None:
@@ -108,6 +139,8 @@ def plan(manifests: LoadedManifests, *, client: Client = None, prune: bool = Fal
     """Read the live workspace and plan what apply would change: the `Plan` value (`.changes`,
     `.to_json()`, `.render("text" | "markdown" | "json")`). `deployer` is the identity that will
     apply (default: the caller); `targets` limit the plan to those addresses and what they depend on."""
+    from reconciler import pipeline
+
     workspace = connect(client, parallelism=parallelism)
     return pipeline.plan(workspace, manifests.manifests, stack=manifests.stack, prune=prune,
                          parallelism=parallelism, deployer=deployer, source=manifests.source, targets=targets)
@@ -178,6 +211,10 @@ def apply(plan: Plan, manifests: LoadedManifests, *, client: Client = None, exac
     `echo` (on stdout) or to a `progress` given. `on_plan` hears the plan made under the lock
     before any write. Returns per-object outcomes; raises `ReconcilerError` when nothing could be
     applied (a stale plan, the lock held elsewhere, a replace without `allow_replace`)."""
+    from reconciler import pipeline
+    from reconciler.apply import ApplyOptions, apply_plan
+    from reconciler.render import Progress
+
     workspace = connect(client, parallelism=parallelism)
     mine = progress is None
     progress = progress or Progress(sys.stdout if echo else io.StringIO(), live=False if not echo else None)

@@ -14,52 +14,16 @@ and sources, or nothing is written. What runs is the new plan; nothing is taken 
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.live import read_access, read_dependencies, read_objects
-from reconciler.manifests.loader import Manifests, load_manifests
+from reconciler.manifests.loader import Manifests
 from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions, select
 from reconciler.preflight import access_problems, manager_problems, preflight, shared_model_warnings
 from reconciler.terms import identity_principal, name_problem
 from reconciler.workspace import Workspace
-
-
-class _Recording(dict):  # type: ignore[type-arg]
-    """Variables, remembering which ones the manifests looked up (those are what a plan depends on)."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self.used: set[str] = set()
-
-    def __contains__(self, name: object) -> bool:
-        self.used.add(str(name))
-        return super().__contains__(name)
-
-    def __getitem__(self, name: str) -> str:
-        self.used.add(name)
-        return str(super().__getitem__(name))
-
-
-def load(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None,
-         texts: Mapping[str, str] | None = None) -> tuple[Manifests, Source]:
-    """Read, validate and cross-check manifest files (and `texts`, manifests given as YAML strings
-    by name) offline, policies included (raises with every problem); `stack` is what policies that
-    match on stacks compare with. Also says what the manifests were made from: the paths, the
-    variables they use and a digest of both's contents."""
-    recording = _Recording(variables)
-    manifests = load_manifests(paths, recording, stack=stack, texts=texts)
-    used = sorted(n for n in recording.used if n in variables)
-    parts = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in (texts or {}).values()]
-    for path in manifests.files:  # order-free: the same files given in another order are the same
-        with open(path, "rb") as handle:
-            parts.append(hashlib.sha256(handle.read()).hexdigest())
-    parts.sort()
-    parts += [f"{name}={hashlib.sha256(variables[name].encode()).hexdigest()}" for name in used]
-    digest = "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-    return manifests, Source(paths=list(paths), variables=used, digest=digest)
 
 
 def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str, set[str] | None]:
