@@ -38,11 +38,12 @@ def _value(value: Any) -> str:
 
 def rendered(plan: Plan, fmt: str, *, colour: bool = False) -> str:
     """`plan` in a `--format`: "text", "markdown" or "json" (`Plan.render`), redacted (redact.py)."""
+    from reconciler.errors import ReconcilerError
     from reconciler.redact import scrub
 
     formats = {"text": lambda: text(plan, colour=colour), "markdown": lambda: markdown(plan), "json": lambda: as_json(plan)}
     if fmt not in formats:
-        raise ValueError(f"format {fmt!r}: expected one of {', '.join(formats)}")
+        raise ReconcilerError(f"format {fmt!r}: expected one of {', '.join(formats)}")
     return scrub(formats[fmt]())
 
 

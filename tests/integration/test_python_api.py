@@ -40,7 +40,7 @@ def test_a_notebook_loads_plans_inspects_applies_and_plans_again(seeded_workspac
     assert plan.render("markdown").startswith("### reconciler plan\n\n**Plan: 1 to create, 1 to update")
     assert json.loads(plan.render("json")) == json.loads(json.dumps(plan.to_json()))
     jsonschema.validate(plan.to_json(), PLAN_SCHEMA)
-    with pytest.raises(ValueError, match="expected one of text, markdown, json"):
+    with pytest.raises(ReconcilerError, match="expected one of text, markdown, json"):
         plan.render("yaml")
 
     result = api.apply(plan, manifests, client=client)
