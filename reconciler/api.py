@@ -31,7 +31,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from reconciler.errors import ReconcilerError
@@ -158,7 +158,6 @@ class ApplyResult:
     started_at: str
     finished_at: str = ""
     lease_lost: LeaseLost | None = None  # the run stopped before its next write (lock.py)
-    outcome_of: dict[str, Outcome] = field(default_factory=dict, repr=False)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -231,7 +230,7 @@ def apply(plan: Plan, manifests: LoadedManifests, *, client: Client = None, exac
             if lock:
                 from reconciler.lock import ApplyLock
 
-                held = ApplyLock(workspace, plan.stack, timeout_seconds=lock_timeout_seconds)
+                held = ApplyLock(workspace, manifests.stack, timeout_seconds=lock_timeout_seconds)
                 with progress.waiting(held.path, "waiting for the apply lock"):
                     held.acquire()  # from here on, writes are fenced by the lease (Workspace.fence)
                 fresh = pipeline.plan(workspace, manifests.manifests, stack=manifests.stack, prune=plan.prune,
