@@ -17,6 +17,8 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check reconciler tests $(wildcard bench)
 	$(BIN)/reconciler schema --check
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/github-actions/workflows/*.yml
 
 test: lint
 	$(BIN)/python -m pytest -q
