@@ -326,12 +326,14 @@ def report(outcomes: list[Any]) -> int:
     click.echo("")
     for outcome in outcomes:
         did = "; ".join(outcome.writes) or "no write needed"
-        line = f"  {outcome.status:9} {outcome.address}: {did}"
+        line = f"  {outcome.status:10} {outcome.address}: {did}"
         click.echo(line + (f" | {outcome.detail}" if outcome.detail else ""))
     applied = sum(1 for o in outcomes if o.status in ("applied", "sent"))
+    not_waited = sum(1 for o in outcomes if o.status == "not waited")
     click.echo(f"Apply {'failed' if failed else 'complete'}: {applied} applied, "
                f"{sum(1 for o in outcomes if o.status == 'failed')} failed, "
-               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied.")
+               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied"
+               + (f", {not_waited} not waited for (--no-wait: run apply again to finish)." if not_waited else "."))
     if failed:
         click.echo("Fix the cause and run apply again: it picks up where this run stopped.")
     return 1 if failed else 0
