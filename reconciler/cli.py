@@ -106,9 +106,17 @@ def load(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="reconciler")
-def cli() -> None:
+@click.option("--no-color", is_flag=True, help="No colour on a terminal either (as NO_COLOR=1 does).")
+def cli(no_color: bool) -> None:
     """Declarative GitOps for AI agents on Databricks: Unity Catalog models, aliases and
     Model Serving endpoints, described in YAML and reconciled with minimal writes."""
+
+
+def colour() -> bool:
+    """Whether stdout gets colour: a terminal, without --no-color or NO_COLOR (render.wants_colour)."""
+    from reconciler.render import wants_colour
+
+    return wants_colour(sys.stdout, no_color=bool(click.get_current_context().find_root().params.get("no_color")))
 
 
 def checked_stack(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -187,7 +195,7 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
     elif fmt == "markdown":
         click.echo(render.markdown(the_plan), nl=False)
     else:
-        click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
+        click.echo(render.text(the_plan, colour=colour()), nl=False)
         if out:
             click.echo(f"Saved the plan to {out}; apply exactly it with: reconciler apply --plan {out}")
     return 2 if detailed_exitcode and the_plan.has_changes else 0
@@ -278,7 +286,7 @@ def _apply(workspace: Any, the_plan: Any, options: Any, progress: Any, *, auto_a
     from reconciler.errors import ReconcilerError
 
     progress.detach()
-    click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
+    click.echo(render.text(the_plan, colour=colour()), nl=False)
     if not the_plan.has_changes:
         return 0
     if not auto_approve:
