@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pytest
 from harness import SEED, base_documents, run, write
-from hostile import HostileServer, json_answer, raw_answer
+from hostile import json_answer, raw_answer
 
 from reconciler.cli import Duration, cli
 
@@ -26,14 +26,6 @@ BIN = Path(sys.executable).parent
 ANSI = "\x1b["
 ENDPOINT = "/api/2.0/serving-endpoints/support-agent"
 BUDGET = {"RECONCILER_RETRY_SECONDS": "4", "RECONCILER_RESPONSE_SECONDS": "3"}
-
-
-@pytest.fixture
-def hostile():
-    server = HostileServer().start()
-    server.answer("GET", "/api/2.0/secrets/scopes/list", json_answer({"scopes": []}))
-    yield server
-    server.stop()
 
 
 def on_a_terminal(ws, *args: str, env: dict[str, str] | None = None) -> str:
