@@ -220,7 +220,7 @@ def read_saved(data: Any) -> dict[str, Any]:
     """A saved plan's JSON, checked to be a plan of this format whose names all follow their
     grammar (so no name in it can reach a request even by mistake). Raises one line per problem."""
     from reconciler.kinds import BY_KEY
-    from reconciler.terms import name_problem
+    from reconciler.terms import IDENTITY_KEYS, name_problem
 
     if not isinstance(data, dict) or "format_version" not in data:
         raise ReconcilerError("not a reconciler plan (no format_version); make one with `reconciler plan --out`")
@@ -252,7 +252,7 @@ def read_saved(data: Any) -> dict[str, Any]:
         check(name_problem("stack", stack) is None, f"stack: {name_problem('stack', stack)}")
     if deployer is not None:
         key, _, who = str(deployer).partition(":")
-        check(key in ("user_name", "service_principal_name") and name_problem("identity", who) is None,
+        check(key in IDENTITY_KEYS and name_problem("identity", who) is None,
               f"deployer {json.dumps(deployer)[:80]} is not user_name:<e-mail> or service_principal_name:<id>")
     check(isinstance(source, dict) and isinstance(source.get("paths"), list) and
           all(isinstance(p, str) for p in source["paths"]) and isinstance(source.get("digest"), str),

@@ -6,7 +6,7 @@ Its seam (see `kinds/__init__.py`): address `serving_endpoint.<name>`, manifest 
 manifest manages permissions), normalised by `normalize.desired_endpoint` / `live_endpoint`,
 planned into the narrowest call per changed part (`operations`), executed by `apply_change`
 (wait for an update in progress, tags, AI gateway, permissions, then the config write and the
-wait for it), deleted by `delete` (prune), exported by `export.endpoints`.
+wait for it), deleted by `delete` (prune), exported by `export/endpoints.py`.
 
 Serving endpoint updates are asynchronous: an endpoint with an update in progress refuses
 another one (409), so every write waits for it first, and the config write is made last (an AI
@@ -60,6 +60,7 @@ from reconciler.terms import (
     managed,
     owned_by_stack,
     tag_map,
+    update_failed,
     updating,
     version_label,
 )
@@ -160,10 +161,9 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
                             "the tag is added with its next change")
     if change.operations:
         change.action = Action.UPDATE
-    state = (live_api or {}).get("state") or {}
     if updating(live_api):
         change.notes.append("an update is in progress; apply waits for it before writing")
-    elif state.get("config_update") == "UPDATE_FAILED":
+    elif update_failed(live_api):
         change.notes.append("the last config update failed; the previous config is still serving")
     return change
 
