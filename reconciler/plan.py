@@ -199,7 +199,9 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
             if entity.alias is None or (live_entities.get(key, {}).get("entity_version") == version and not in_progress):
                 continue
             model = by_address.get(f"registered_model.{entity.entity_name}")
-            for op in model.operations if model else []:
+            if model is None:
+                continue
+            for op in model.operations:
                 if op.name != "set_alias" or op.args["alias"] != entity.alias:
                     continue
                 if endpoint.address in op.after:  # a second entity of this endpoint follows the alias

@@ -77,8 +77,9 @@ def export_objects(live: LiveObjects, options: ExportOptions) -> Export:
         result.warnings.append(f"skipped {len(agent_bricks)} Agent Bricks endpoint(s) (READY with an empty config: "
                                f"their served entities are not visible through the API): {', '.join(agent_bricks)}")
     for model, users in result.implied.items():
-        if model not in models:
-            models[model] = export_model(live.models[model], options, served_by=users)  # type: ignore[arg-type]
+        api = live.models[model]  # read: an entity is written `alias:` only when its model's aliases were
+        if model not in models and isinstance(api, dict):
+            models[model] = export_model(api, options, served_by=users)
     result.documents = [models[m] for m in sorted(models)] + sorted(result.documents, key=lambda d: d.name)
     return result
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.export.commented_yaml import scalar
@@ -52,6 +52,9 @@ from reconciler.terms import (
     update_failed,
     updating,
 )
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ENTITY_OPTIONAL = ("workload_size", "workload_type", "scale_to_zero_enabled", "min_provisioned_throughput",
                    "max_provisioned_throughput", "min_provisioned_concurrency", "max_provisioned_concurrency",
@@ -331,7 +334,7 @@ def _permissions(doc: Document, live: dict[str, Any], acl: dict[str, Any]) -> li
     return entries
 
 
-def _fitted(model: Any, value: dict[str, Any], where: str, doc: Document, subject: str,
+def _fitted(model: type[BaseModel], value: dict[str, Any], where: str, doc: Document, subject: str,
             warnings: list[str]) -> dict[str, Any] | None:
     """`value` as the manifest model accepts it: fields it does not know are dropped (left
     unmanaged: the normaliser keeps their live values); None if it cannot be expressed at all."""
@@ -340,14 +343,14 @@ def _fitted(model: Any, value: dict[str, Any], where: str, doc: Document, subjec
     value = copy.deepcopy(value)
     for _ in range(5):
         try:
-            return model.model_validate(value).model_dump(exclude_unset=True)  # type: ignore[no-any-return]
+            return model.model_validate(value).model_dump(exclude_unset=True)
         except ValidationError as exc:
             errors = exc.errors()
             if any(e["type"] != "extra_forbidden" for e in errors):
                 break
             for error in errors:
                 loc = [p for p in error["loc"]]
-                parent = value
+                parent: Any = value
                 for part in loc[:-1]:
                     parent = parent[part]
                 parent.pop(loc[-1], None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from reconciler.errors import Problem, ReconcilerError
@@ -51,9 +52,9 @@ def read_live(workspace: Any, *, endpoints: Sequence[str], models: Sequence[str]
                     f"the workspace lists an endpoint whose name {problem}; not exported", subject="serving_endpoints")
             else:
                 names.append(listed)
-    calls: list[tuple[Any, Callable[[], Any]]] = [(("endpoint", n), lambda n=n: workspace.get_endpoint(n))
+    calls: list[tuple[Any, Callable[[], Any]]] = [(("endpoint", n), partial(workspace.get_endpoint, n))
                                                   for n in names]
-    calls += [(("model", m), lambda m=m: workspace.get_model(m)) for m in live.requested_models]
+    calls += [(("model", m), partial(workspace.get_model, m)) for m in live.requested_models]
     for (kind, name), value in run_parallel(calls, parallelism).items():
         (live.endpoints if kind == "endpoint" else live.models)[name] = _as_asked(kind, name, value, live.refused)
     # Keep the order asked for; an answer for another name is left out (its problem says why).
@@ -62,12 +63,12 @@ def read_live(workspace: Any, *, endpoints: Sequence[str], models: Sequence[str]
     calls = []
     for name, api in live.endpoints.items():
         if api is not None and api.get("id"):
-            calls.append((("acl", name), _tolerant(lambda n=name, i=api["id"]: workspace.get_endpoint_permissions(n, i))))
+            calls.append((("acl", name), _tolerant(partial(workspace.get_endpoint_permissions, name, api["id"]))))
     if not pin_versions:
         served = {e["entity_name"] for api in live.endpoints.values() if api
                   for e in serving_entities(api) if UC_THREE_PART.fullmatch(e.get("entity_name") or "")}
         known = {(api or {}).get("full_name") for api in live.models.values() if isinstance(api, dict)}
-        calls += [(("model", m), _tolerant(lambda m=m: workspace.get_model(m)))
+        calls += [(("model", m), _tolerant(partial(workspace.get_model, m)))
                   for m in sorted(served - known - set(live.models))]
     for (kind, name), value in run_parallel(calls, parallelism).items():
         if kind == "acl":

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from reconciler.diff import diff
 from reconciler.errors import Conflict, Interrupted
@@ -168,6 +168,10 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
     return change
 
 
+@overload
+def _before_rollout(api: dict[str, Any], live: dict[str, Any], address: str) -> dict[str, Any]: ...
+@overload
+def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, address: str) -> dict[str, Any] | None: ...
 def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, address: str) -> dict[str, Any] | None:
     """ROLLOUT HOOK: the live endpoint without an unfinished rollout's marker and new entity."""
     if api is None or live is None:
@@ -363,11 +367,12 @@ def create_payload(name: str, effective: dict[str, Any], desired: dict[str, Any]
                    replaced: dict[str, Any] | None) -> dict[str, Any]:
     """POST /serving-endpoints body: the effective state, and for a replace the settings of the
     endpoint it replaces that manifests cannot state (KEPT_ON_REPLACE)."""
-    payload = {"name": name, "config": config_payload(effective, desired), "tags": effective.get("tags", {}),
-               **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
+    payload: dict[str, Any] = {
+        "name": name, "config": config_payload(effective, desired), "tags": effective.get("tags", {}),
+        **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
     for live_key, key in KEPT_ON_REPLACE.items():
-        if (replaced or {}).get(live_key):
-            payload[key] = replaced[live_key]  # type: ignore[index]
+        if replaced is not None and replaced.get(live_key):
+            payload[key] = replaced[live_key]
     return payload
 
 def _create(ex: Executor, change: Change, desired: dict[str, Any],
