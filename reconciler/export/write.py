@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from reconciler.export.commented_yaml import render
 from reconciler.export.documents import Export, ExportOptions
 from reconciler.files import write_files
+from reconciler.schema import SCHEMA_FILE
 
-SCHEMA_PATH = os.path.join("schemas", "manifest.schema.json")
+SCHEMA_PATH = os.path.join("schemas", SCHEMA_FILE)
 
 
 def schema_ref(out_dir: str, folder: str) -> str | None:
