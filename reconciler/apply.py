@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from reconciler.errors import Interrupted, LeaseLost, Problem, ReconcilerError
 from reconciler.kinds import serving_endpoint
@@ -52,7 +52,8 @@ class ApplyOptions:
 class Executor:
     def __init__(self, workspace: Workspace, plan: Plan, options: ApplyOptions, progress: Progress) -> None:
         self.workspace = workspace
-        self.ws = _Throttled(workspace, threading.BoundedSemaphore(max(1, options.parallelism)))
+        # Typed as what it stands for: every attribute is the workspace's, each call throttled.
+        self.ws = cast("Workspace", _Throttled(workspace, threading.BoundedSemaphore(max(1, options.parallelism))))
         self.lease_lost: LeaseLost | None = None
         self.plan = plan
         self.options = options

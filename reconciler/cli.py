@@ -364,28 +364,28 @@ def export(profile: str | None, parallelism: int, stack: str | None, endpoints: 
            models: tuple[str, ...], all_endpoints: bool, out_dir: str, pin_versions: bool,
            variables: tuple[str, ...], var_files: tuple[str, ...], deadline: float) -> None:
     """Write manifests for existing endpoints and models (then `plan` shows no changes)."""
-    from reconciler import export as exporting
     from reconciler.errors import Problem, ReconcilerError
+    from reconciler.export import convert, read, write
+    from reconciler.export.documents import ExportOptions
     from reconciler.manifests.variables import collect_variables
     from reconciler.render import Progress
 
     if not (endpoints or models or all_endpoints):
         raise ReconcilerError("nothing to export: name objects with --endpoint NAME or --model FULL_NAME, or pass "
                               "--all-endpoints")
-    options = exporting.ExportOptions(pin_versions=pin_versions, variables=collect_variables(variables, var_files),
-                                      stack=stack)
+    options = ExportOptions(pin_versions=pin_versions, variables=collect_variables(variables, var_files), stack=stack)
     progress = Progress(sys.stderr, live=False)  # retries and heartbeats
     try:
         workspace = connect(profile, parallelism, deadline, progress)
-        live = exporting.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
-                                   pin_versions=pin_versions, parallelism=parallelism)
+        live = read.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
+                              pin_versions=pin_versions, parallelism=parallelism)
     finally:
         progress.close()
-    result = exporting.export_objects(live, options)
+    result = convert.export_objects(live, options)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    written = exporting.write_export(out_dir, result)
-    for line in exporting.summary(result, written, out_dir, options):
+    written = write.write_export(out_dir, result)
+    for line in write.summary(result, written, out_dir, options):
         click.echo(line)
     if not result.documents:  # the summary line sorts first (it names no object): it introduces the list
         raise ReconcilerError(result.problems + [Problem("nothing was exported:")])

@@ -163,9 +163,9 @@ def drift(env: dict[str, str]) -> None:
 
     client = WorkspaceClient(host=env["DATABRICKS_HOST"], token=TOKEN)
     client.serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="team", value="platform")])
-    config = client.serving_endpoints.get("support-agent").config
+    served = client.serving_endpoints.get("support-agent").as_dict()["config"]["served_entities"]
     client.serving_endpoints.update_config_and_wait(
-        "support-agent", served_entities=[ServedEntityInput.from_dict(e.as_dict()) for e in config.served_entities],
+        "support-agent", served_entities=[ServedEntityInput.from_dict(e) for e in served],
         traffic_config=TrafficConfig.from_dict({"routes": [{"served_entity_name": "champion", "traffic_percentage": 50},
                                                            {"served_entity_name": "challenger", "traffic_percentage": 50}]}))
     print("(made with databricks-sdk: serving_endpoints.patch(...) and update_config_and_wait(...))")

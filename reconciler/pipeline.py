@@ -27,7 +27,7 @@ from reconciler.terms import identity_principal, name_problem
 from reconciler.workspace import Workspace
 
 
-class _Recording(dict):  # type: ignore[type-arg]
+class _Recording(dict):
     """Variables, remembering which ones the manifests looked up (those are what a plan depends on)."""
 
     def __init__(self, values: Mapping[str, str]) -> None:

@@ -194,8 +194,9 @@ def attention(plan: Plan) -> list[Attention]:
             items.append(Attention("delete", change.address, "deleted (managed by reconciler, gone from the manifests)"))
         if change.action is not Action.UPDATE:
             continue  # a new object's routes and aliases are its first ones, not a shift or a move
-        for target in (change.rollout or {}).get("targets") or []:
-            expected = change.rollout["expected"]  # type: ignore[index]
+        rollout = change.rollout or {}
+        for target in rollout.get("targets") or []:
+            expected = rollout["expected"]
             steps = "/".join(str(s["percent"]) for s in target["steps"]) or "no"
             items.append(Attention("rollout", change.address,
                                    _inline(f"{target['entity']} v{target['from_version']} → v{target['to_version']}: "

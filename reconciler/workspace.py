@@ -56,7 +56,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeGuard, cast
 
 import yaml
 
@@ -345,8 +346,8 @@ class Workspace:
                 return request
 
             answer = self._api.do(method, path, query=query, body=body, headers=headers, raw=raw, auth=gate)
-            if raw:
-                return _read_capped(answer["contents"], MAX_FILE_BYTES)
+            if raw:  # `ApiClient.do(raw=True)` answers {"contents": the streamed body, ...headers}
+                return _read_capped(cast("dict[str, Any]", answer)["contents"], MAX_FILE_BYTES)
             return answer
 
         started = time.monotonic()
@@ -363,7 +364,7 @@ class Workspace:
             tries += 1
             abandoned = threading.Event()
             answered: list[tuple[int, str, str]] = []
-            future = _RUNNER.submit(lambda abandoned=abandoned, answered=answered: attempt(abandoned, answered))
+            future = _RUNNER.submit(partial(attempt, abandoned, answered))
             wait = min(self.response_seconds, limit - now)
             try:
                 # Every attempt is bounded by the time left: for a write under the apply lock, by the
@@ -612,7 +613,7 @@ class Workspace:
             _segment("run", run_id)
         else:
             condition, subject = f"name = '{full_name}'", f"registered_model.{full_name}"
-            _segment("model", full_name)
+            _segment("model", str(full_name))  # None is refused by the grammar
         found: list[dict[str, Any]] = []
         token = ""
         while True:
@@ -935,7 +936,7 @@ class QueryAnswer:
     seconds: float
 
 
-def _is_answer(exc: BaseException | None) -> bool:
+def _is_answer(exc: BaseException | None) -> TypeGuard[BaseException]:
     """An HTTP error the server answered (not a dropped connection or a timeout)."""
     from databricks.sdk import errors
 

@@ -5,7 +5,7 @@ model `manifests.model.RegisteredModel`, read with `Workspace.get_model` (aliase
 normalised by `normalize.desired_model` / `live_model`, planned into at most one call per
 changed part, executed in two steps (aliases no endpoint waits for before the endpoints; alias
 moves linked to endpoints after them, only if those endpoints serve the new version healthily),
-exported by `export.models`. Registered models are never deleted.
+exported by `export/models.py`. Registered models are never deleted.
 """
 
 from __future__ import annotations

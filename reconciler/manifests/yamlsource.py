@@ -140,7 +140,7 @@ class _Composer:
         self.resolver = yaml.resolver.Resolver()
         self.braced = braced  # the text's placeholders were protected (`_BRACED`): put their braces back
 
-    def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node | None]:
+    def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node]:
         stream = iter(events)
         next(stream)  # StreamStartEvent
         for event in stream:
@@ -150,7 +150,9 @@ class _Composer:
             yield self._document(stream)
             next(stream)
 
-    def _document(self, stream: Iterator[yaml.Event]) -> Node:
+    def _document(self, stream: Iterator[Any]) -> Node:
+        # `stream` holds PyYAML's events, dispatched below on their exact class (`kind is ...`),
+        # which a type checker does not narrow on: they are `Any` here.
         anchors: dict[str, Node] = {}
         stack: list[list[Any]] = []  # [collection node, pending mapping key or None]
         count = 0
@@ -163,11 +165,12 @@ class _Composer:
                     return node
                 continue  # attached to its parent when it started
             elif kind is AliasEvent:
-                node = anchors.get(event.anchor)  # type: ignore[assignment]
-                if node is None:
+                aliased = anchors.get(event.anchor)
+                if aliased is None:
                     raise _Refused(problem=f"alias '*{event.anchor}' names no anchor defined before it; define "
                                            f"'&{event.anchor}' first, or write the value out",
                                    problem_mark=event.start_mark)
+                node = aliased
             else:
                 count += 1
                 if len(stack) > MAX_DEPTH:
@@ -276,7 +279,8 @@ class _DocumentBuilder:
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any] | None:
         assert self.doc is not None
         if node.tag != _CORE + "map":
-            return self._bad_tag(node, loc)
+            self._bad_tag(node, loc)
+            return None
         result: dict[str, Any] = {}
         first_seen: dict[str, Position] = {}
         for key_node, value_node in node.value:

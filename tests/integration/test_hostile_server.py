@@ -13,12 +13,21 @@ import json
 import time
 
 import pytest
-from harness import base_documents, run, write
+from harness import base_documents, model, run, write
 from hostile import json_answer, nested, raw_answer, reset, truncated
 
 ENDPOINT = "/api/2.0/serving-endpoints/support-agent"
 BUDGET = {"RECONCILER_RETRY_SECONDS": "4", "RECONCILER_RESPONSE_SECONDS": "3"}
 CEILING = 60.0  # seconds: the bound above is ~4 s; this only catches a hang
+
+
+def documents() -> list[dict]:
+    """The example deployment with its challenger pinned to a registered version: the hostile
+    server knows no logged agents, so the example's `models:/m-...` challenger would add a second,
+    unrelated line (its registration read) to every answer checked here."""
+    found = base_documents()
+    model(found)["spec"]["aliases"]["challenger"] = 2
+    return found
 
 
 def one_line(result, started: float) -> str:
@@ -51,7 +60,7 @@ def one_line(result, started: float) -> str:
 def test_a_malformed_answer_is_one_line(hostile, tmp_path, answer, expected):
     hostile.answer("GET", ENDPOINT, answer)
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()), env=BUDGET), started)
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()), env=BUDGET), started)
     assert line.startswith("serving_endpoint.support-agent: ") and expected in line, line
     if "TypeError" not in expected and "without" not in expected and "look like" not in expected:
         assert f"unexpected answer from {hostile.url} to get: " in line, line
@@ -61,14 +70,14 @@ def test_a_trickling_server_cannot_hold_a_call(hostile, tmp_path):
     """One byte every second, never finishing: the call ends at the response bound (3 s here)."""
     hostile.answer("GET", ENDPOINT, hostile.trickle(every=1.0))
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()), env=BUDGET), started)
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()), env=BUDGET), started)
     assert "no complete answer within 3s" in line, line
 
 
 def test_the_deadline_bounds_a_call_whatever_its_budgets(hostile, tmp_path):
     hostile.answer("GET", ENDPOINT, hostile.trickle(every=1.0))
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()), "--deadline", "4s",
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()), "--deadline", "4s",
                         env={"RECONCILER_RETRY_SECONDS": "300", "RECONCILER_RESPONSE_SECONDS": "60"}), started)
     assert "before the run's --deadline" in line, line
 
@@ -77,7 +86,7 @@ def test_a_huge_retry_after_ends_the_call_at_once_quoting_the_server(hostile, tm
     hostile.answer("GET", ENDPOINT, json_answer({"error_code": "TOO_MANY_REQUESTS", "message": "slow down"}, 429,
                                                 **{"Retry-After": "86400"}))
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()),
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()),
                         env={"RECONCILER_RETRY_SECONDS": "300"}), started)
     assert "the server asks to retry after 86400s (Retry-After), more than the 300s left" in line, line
     assert len([r for r in hostile.requests if r[1] == ENDPOINT]) == 1  # no waiting, no second try
@@ -87,7 +96,7 @@ def test_a_retry_after_longer_than_the_deadline_ends_the_call_too(hostile, tmp_p
     hostile.answer("GET", ENDPOINT, json_answer({"error_code": "TOO_MANY_REQUESTS", "message": "slow down"}, 429,
                                                 **{"Retry-After": "600"}))
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()), "--deadline", "2m",
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()), "--deadline", "2m",
                         env={"RECONCILER_RETRY_SECONDS": "3600"}), started)
     assert "retry after 600s (Retry-After)" in line and "before the run's --deadline" in line, line
 
@@ -95,7 +104,7 @@ def test_a_retry_after_longer_than_the_deadline_ends_the_call_too(hostile, tmp_p
 def test_reset_connections_are_retried_within_the_budget_then_named(hostile, tmp_path):
     hostile.answer("GET", ENDPOINT, reset)
     started = time.monotonic()
-    result = run(hostile, "plan", write(tmp_path, base_documents()), env=BUDGET)
+    result = run(hostile, "plan", write(tmp_path, documents()), env=BUDGET)
     line = one_line(result, started)
     assert "gave up after" in line and f"connection reset by {hostile.url}" in line, line
     retries = [r for r in result.err.splitlines() if "retrying in" in r]  # each retry says so (CI logs)
@@ -141,13 +150,13 @@ def test_an_answer_echoing_the_token_is_not_printed(hostile, tmp_path):
     hostile.answer("GET", ENDPOINT, json_answer({"error_code": "UNAUTHENTICATED", "message":
                                                  f"bad header Authorization: Bearer {hostile.token}"}, 401))
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()), env=BUDGET), started)
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()), env=BUDGET), started)
     assert "authentication failed (401 UNAUTHENTICATED)" in line and hostile.token[4:20] not in line, line
 
 
 def test_a_host_without_a_scheme_is_refused_at_once(hostile, tmp_path):
     started = time.monotonic()
-    line = one_line(run(hostile, "plan", write(tmp_path, base_documents()),
+    line = one_line(run(hostile, "plan", write(tmp_path, documents()),
                         env={"DATABRICKS_HOST": hostile.url.removeprefix("http://")}), started)
     assert "has no scheme; write https://" in line, line
     assert hostile.requests == []
@@ -155,7 +164,7 @@ def test_a_host_without_a_scheme_is_refused_at_once(hostile, tmp_path):
 
 def test_a_token_with_a_line_break_is_refused_without_printing_it(hostile, tmp_path):
     started = time.monotonic()
-    result = run(hostile, "plan", write(tmp_path, base_documents()), env={"DATABRICKS_TOKEN": hostile.token + "\n"})
+    result = run(hostile, "plan", write(tmp_path, documents()), env={"DATABRICKS_TOKEN": hostile.token + "\n"})
     line = one_line(result, started)
     assert "token" in line and "line break" in line and hostile.token[4:20] not in result.err + result.out, line
 
@@ -163,7 +172,7 @@ def test_a_token_with_a_line_break_is_refused_without_printing_it(hostile, tmp_p
 def test_a_password_in_the_host_is_never_printed_nor_saved(hostile, seeded_workspace, tmp_path):
     """`user:password@` in DATABRICKS_HOST reaches neither the output nor the plan's workspace_host."""
     hostile.answer("GET", ENDPOINT, json_answer([1]))  # a failure, so the host is quoted in the message
-    result = run(hostile, "plan", write(tmp_path, base_documents()),
+    result = run(hostile, "plan", write(tmp_path, documents()),
                  env={"DATABRICKS_HOST": hostile.url.replace("http://", "http://deployer:Pa55-w0rd-Secret@")})
     assert result.code == 1 and "Pa55-w0rd-Secret" not in result.out + result.err
     assert hostile.url in result.err  # the host is shown, without its credentials
@@ -234,7 +243,7 @@ def test_an_interrupt_abandons_a_slow_read_at_once(hostile, tmp_path, signum, co
     from harness import ROOT
 
     hostile.answer("GET", ENDPOINT, hostile.trickle(every=1.0))
-    victim = subprocess.Popen([str(ROOT / ".venv" / "bin" / "reconciler"), "plan", write(tmp_path, base_documents())],
+    victim = subprocess.Popen([str(ROOT / ".venv" / "bin" / "reconciler"), "plan", write(tmp_path, documents())],
                               env={**os.environ, "DATABRICKS_HOST": hostile.url, "DATABRICKS_TOKEN": hostile.token},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(1200):  # until the read is in flight (a generous ceiling: 60 s)
@@ -272,7 +281,7 @@ def test_a_lease_whose_create_landed_unanswered_is_released_when_acquiring_fails
     hostile.answer("POST", "/api/2.0/workspace/import", create_then_hang_up)
     hostile.answer("GET", "/api/2.0/workspace/export", export)
     hostile.answer("POST", "/api/2.0/workspace/delete", delete)
-    result = run(hostile, "apply", write(tmp_path, base_documents()), "--auto-approve",
+    result = run(hostile, "apply", write(tmp_path, documents()), "--auto-approve",
                  env={"RECONCILER_RETRY_SECONDS": "3"})
     assert result.code == 1 and "workspace_file./Shared/.reconciler/locks/default.json: import: gave up" in result.err
     assert "content" not in stored, "the lease this run created was left behind"

@@ -132,7 +132,8 @@ def test_no_credential_leaks_and_few_harmless_values_are_hidden(ws, tmp_path, ca
     from_vars = corpus_documents()
     from_vars[-1]["spec"]["served_entities"] = [
         {"name": f"e{i}", "entity_name": "main.agents.support_agent", "entity_version": "3",
-         "workload_size": f"${{var.c{i}}}", "environment_vars": {"NOTE": f"${{var.c{i}}}"}}
+         "workload_size": "Small", "scale_to_zero_enabled": f"${{var.c{i}}}",  # a boolean field: a type error
+         "environment_vars": {"NOTE": f"${{var.c{i}}}"}}
         for i in range(len(CREDENTIALS))]
     variables = {f"RECONCILER_VAR_c{i}": value for i, (_, value, _, _) in enumerate(CREDENTIALS)}
     result = run(ws, "validate", write(tmp_path, from_vars, "vars.yaml"), env=variables)
