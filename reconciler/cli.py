@@ -106,9 +106,17 @@ def load(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="reconciler")
-def cli() -> None:
+@click.option("--no-color", is_flag=True, help="No colour on a terminal either (as NO_COLOR=1 does).")
+def cli(no_color: bool) -> None:
     """Declarative GitOps for AI agents on Databricks: Unity Catalog models, aliases and
     Model Serving endpoints, described in YAML and reconciled with minimal writes."""
+
+
+def colour() -> bool:
+    """Whether stdout gets colour: a terminal, without --no-color or NO_COLOR (render.wants_colour)."""
+    from reconciler.render import wants_colour
+
+    return wants_colour(sys.stdout, no_color=bool(click.get_current_context().find_root().params.get("no_color")))
 
 
 def checked_stack(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -187,7 +195,7 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
     elif fmt == "markdown":
         click.echo(render.markdown(the_plan), nl=False)
     else:
-        click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
+        click.echo(render.text(the_plan, colour=colour()), nl=False)
         if out:
             click.echo(f"Saved the plan to {out}; apply exactly it with: reconciler apply --plan {out}")
     return 2 if detailed_exitcode and the_plan.has_changes else 0
@@ -278,7 +286,7 @@ def _apply(workspace: Any, the_plan: Any, options: Any, progress: Any, *, auto_a
     from reconciler.errors import ReconcilerError
 
     progress.detach()
-    click.echo(render.text(the_plan, colour=sys.stdout.isatty()), nl=False)
+    click.echo(render.text(the_plan, colour=colour()), nl=False)
     if not the_plan.has_changes:
         return 0
     if not auto_approve:
@@ -326,12 +334,14 @@ def report(outcomes: list[Any]) -> int:
     click.echo("")
     for outcome in outcomes:
         did = "; ".join(outcome.writes) or "no write needed"
-        line = f"  {outcome.status:9} {outcome.address}: {did}"
+        line = f"  {outcome.status:10} {outcome.address}: {did}"
         click.echo(line + (f" | {outcome.detail}" if outcome.detail else ""))
     applied = sum(1 for o in outcomes if o.status in ("applied", "sent"))
+    not_waited = sum(1 for o in outcomes if o.status == "not waited")
     click.echo(f"Apply {'failed' if failed else 'complete'}: {applied} applied, "
                f"{sum(1 for o in outcomes if o.status == 'failed')} failed, "
-               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied.")
+               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied"
+               + (f", {not_waited} not waited for (--no-wait: run apply again to finish)." if not_waited else "."))
     if failed:
         click.echo("Fix the cause and run apply again: it picks up where this run stopped.")
     return 1 if failed else 0

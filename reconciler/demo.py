@@ -32,7 +32,9 @@ BETTER_AGENT = "models:/m-8c3f4d5e6f7a4b80912304c5d6e7f809"  # better retrieval
 
 
 def banner(step: str, text: str) -> None:
-    print(f"\n\033[1m── {step} ─ {text}\033[0m" if sys.stdout.isatty() else f"\n── {step} ─ {text}", flush=True)
+    from reconciler.render import wants_colour
+
+    print(f"\n\033[1m── {step} ─ {text}\033[0m" if wants_colour(sys.stdout) else f"\n── {step} ─ {text}", flush=True)
 
 
 def reconciler(*args: str, env: dict[str, str], expect: tuple[int, ...] = (0,)) -> None:

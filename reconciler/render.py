@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import os
 import re
 import sys
 import threading
@@ -66,6 +67,12 @@ def _change_lines(change: Change) -> list[str]:
             after = f"  (after {', '.join(op.after)})" if op.after else ""
             lines.append(f"      {i}. {op.description}{after}")
     return lines
+
+
+def wants_colour(stream: Any, *, no_color: bool = False) -> bool:
+    """Colour only on a terminal, and never with --no-color or with NO_COLOR set to any non-empty
+    value (the convention of https://no-color.org)."""
+    return not no_color and not os.environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
 
 
 def text(plan: Plan, *, colour: bool = False) -> str:

@@ -121,8 +121,13 @@ def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
         if is_linked != linked:
             continue
         if linked and waiting.get(op.args["alias"]):
-            ex.skip(change.address, f"{op.description} not done: {', '.join(waiting[op.args['alias']])} "
-                                    "did not finish registering or serving the new version")
+            unfinished = ", ".join(waiting[op.args["alias"]])
+            if not ex.options.wait and ex.only_sent(waiting[op.args["alias"]]):
+                ex.not_waited(change.address, f"{op.description} not done: {unfinished} not waited for (--no-wait); "
+                                              "run apply again once it serves the new version")
+            else:
+                ex.skip(change.address, f"{op.description} not done: {unfinished} did not finish registering or "
+                                        "serving the new version")
             continue
         not_serving = _not_serving(ex, linked_aliases[op.args["alias"]], followers[op.args["alias"]], change.name,
                                    op.args.get("version")) if linked else ""

@@ -333,7 +333,7 @@ def apply_change(ex: Executor, change: Change) -> None:
 
     rolling = rollouts.wanted(change, api, live, effective)
     if rolling and not ex.options.wait:
-        ex.skip(address, "a rollout waits for each of its steps; run apply without --no-wait")
+        ex.not_waited(address, "a rollout waits for each of its steps, not started; run apply without --no-wait")
         return
     for op in ops:  # everything but the config first: an AI gateway write during an update is a 409
         if op is config_op:
