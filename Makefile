@@ -16,7 +16,10 @@ install: $(STAMP)
 
 lint: install
 	$(BIN)/ruff check reconciler tests $(wildcard bench)
+	$(BIN)/mypy  # [tool.mypy] in pyproject.toml: the package, and the pure core under --strict's flags
 	$(BIN)/reconciler schema --check
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/github-actions/workflows/*.yml
 
 test: lint
 	$(BIN)/python -m pytest -q

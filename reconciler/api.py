@@ -106,7 +106,7 @@ def load(paths: PathLike | Sequence[PathLike] = (), *, texts: str | Sequence[str
     return LoadedManifests(manifests, Source(paths=path_list, variables=used, digest=digest), stack)
 
 
-class _Recording(dict):  # type: ignore[type-arg]
+class _Recording(dict[str, str]):
     """Variables, remembering which ones the manifests looked up (those are what a plan depends on)."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
@@ -183,7 +183,7 @@ class ApplyResult:
                             "outcome": done.status if done else "not run",
                             "writes": list(done.writes) if done else [], "detail": done.detail if done else ""})
         counts = {status: sum(1 for o in objects if o["outcome"] == status)
-                  for status in ("applied", "sent", "unchanged", "failed", "skipped", "not run")}
+                  for status in ("applied", "sent", "not waited", "unchanged", "failed", "skipped", "not run")}
         source = self.plan.source
         record = {
             "format_version": RECORD_FORMAT_VERSION,

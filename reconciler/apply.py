@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from reconciler.errors import Interrupted, LeaseLost, Problem, ReconcilerError
 from reconciler.kinds import serving_endpoint
@@ -36,7 +36,7 @@ from reconciler.workspace import Workspace
 @dataclass
 class Outcome:
     address: str
-    status: str  # "applied" | "failed" | "skipped" | "unchanged"
+    status: str  # "applied" | "sent" | "not waited" | "failed" | "skipped" | "unchanged"
     detail: str = ""
     writes: list[str] = field(default_factory=list)
 
@@ -52,7 +52,8 @@ class ApplyOptions:
 class Executor:
     def __init__(self, workspace: Workspace, plan: Plan, options: ApplyOptions, progress: Progress) -> None:
         self.workspace = workspace
-        self.ws = _Throttled(workspace, threading.BoundedSemaphore(max(1, options.parallelism)))
+        # Typed as what it stands for: every attribute is the workspace's, each call throttled.
+        self.ws = cast("Workspace", _Throttled(workspace, threading.BoundedSemaphore(max(1, options.parallelism))))
         self.lease_lost: LeaseLost | None = None
         self.plan = plan
         self.options = options
@@ -130,7 +131,22 @@ class Executor:
 
     def sent(self, address: str) -> None:
         """Its writes were sent but not waited for (--no-wait)."""
-        self.outcomes.setdefault(address, Outcome(address, "applied")).status = "sent"
+        outcome = self.outcomes.setdefault(address, Outcome(address, "applied"))
+        outcome.status, outcome.detail = "sent", "the update was sent, not waited for (--no-wait)"
+
+    def not_waited(self, address: str, detail: str) -> None:
+        """Left for a later apply by --no-wait's own rule (an alias move linked to an update that was
+        sent, a rollout): what the user asked for, not a failure."""
+        outcome = self.outcomes.setdefault(address, Outcome(address, "not waited"))
+        if outcome.status not in ("failed", "skipped"):
+            outcome.status = "not waited"
+        outcome.detail = detail
+        self.progress(address, f"NOT WAITED FOR: {detail}")
+
+    def only_sent(self, addresses: list[str]) -> bool:
+        """Whether each of `addresses` is unfinished only because --no-wait did not wait for it."""
+        return bool(addresses) and all(self.outcomes[a].status in ("sent", "not waited") for a in addresses
+                                       if a in self.outcomes)
 
     def unfinished(self, addresses: list[str]) -> list[str]:
         """Those of `addresses` that this run did not leave applied or unchanged."""

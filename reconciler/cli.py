@@ -111,9 +111,17 @@ def target_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="reconciler")
-def cli() -> None:
+@click.option("--no-color", is_flag=True, help="No colour on a terminal either (as NO_COLOR=1 does).")
+def cli(no_color: bool) -> None:
     """Declarative GitOps for AI agents on Databricks: Unity Catalog models, aliases and
     Model Serving endpoints, described in YAML and reconciled with minimal writes."""
+
+
+def colour() -> bool:
+    """Whether stdout gets colour: a terminal, without --no-color or NO_COLOR (render.wants_colour)."""
+    from reconciler.render import wants_colour
+
+    return wants_colour(sys.stdout, no_color=bool(click.get_current_context().find_root().params.get("no_color")))
 
 
 def checked_stack(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -187,7 +195,7 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
         from reconciler.files import write_atomically
 
         write_atomically(out, the_plan.render("json"))
-    click.echo(the_plan.render(fmt, colour=fmt == "text" and sys.stdout.isatty()), nl=False)
+    click.echo(the_plan.render(fmt, colour=fmt == "text" and colour()), nl=False)
     if fmt == "text":
         if out:
             click.echo(f"Saved the plan to {out}; apply exactly it with: reconciler apply --plan {out}")
@@ -245,8 +253,8 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
         if saved is not None:
             pipeline.check_saved(saved, first)  # before any write: one line per difference
         progress.detach()
-        colour = not err and sys.stdout.isatty()
-        click.echo(first.render("text", colour=colour), nl=False, err=err)
+        coloured = not err and colour()
+        click.echo(first.render("text", colour=coloured), nl=False, err=err)
         if first.has_changes and not (auto_approve or saved is not None):
             if not sys.stdin.isatty():
                 raise ReconcilerError("refusing to ask for confirmation without a terminal; pass --auto-approve, "
@@ -260,7 +268,7 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
         def planned_under_lock(fresh: Any) -> None:
             if fresh.to_json() != first.to_json():  # only with --auto-approve: otherwise it must be `first`
                 click.echo("The workspace changed before the apply lock was taken; applying the plan made under "
-                           "it:\n" + fresh.render("text", colour=colour), nl=False, err=err)
+                           "it:\n" + fresh.render("text", colour=coloured), nl=False, err=err)
 
         # What was reviewed (a saved plan, or the plan confirmed here) is applied exactly; with
         # --auto-approve, what the manifests ask once the lock is held.
@@ -320,12 +328,15 @@ def report(outcomes: list[Any], *, err: bool = False) -> int:
     click.echo("", err=err)
     for outcome in outcomes:
         did = "; ".join(outcome.writes) or "no write needed"
-        line = f"  {outcome.status:9} {outcome.address}: {did}"
+        line = f"  {outcome.status:10} {outcome.address}: {did}"
         click.echo(line + (f" | {outcome.detail}" if outcome.detail else ""), err=err)
     applied = sum(1 for o in outcomes if o.status in ("applied", "sent"))
+    not_waited = sum(1 for o in outcomes if o.status == "not waited")
     click.echo(f"Apply {'failed' if failed else 'complete'}: {applied} applied, "
                f"{sum(1 for o in outcomes if o.status == 'failed')} failed, "
-               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied.", err=err)
+               f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied"
+               + (f", {not_waited} not waited for (--no-wait: run apply again to finish)." if not_waited else "."),
+               err=err)
     if failed:
         click.echo("Fix the cause and run apply again: it picks up where this run stopped.", err=err)
     return 1 if failed else 0
@@ -348,28 +359,28 @@ def export(profile: str | None, parallelism: int, stack: str | None, endpoints: 
            models: tuple[str, ...], all_endpoints: bool, out_dir: str, pin_versions: bool,
            variables: tuple[str, ...], var_files: tuple[str, ...], deadline: float) -> None:
     """Write manifests for existing endpoints and models (then `plan` shows no changes)."""
-    from reconciler import export as exporting
     from reconciler.errors import Problem, ReconcilerError
+    from reconciler.export import convert, read, write
+    from reconciler.export.documents import ExportOptions
     from reconciler.manifests.variables import collect_variables
     from reconciler.render import Progress
 
     if not (endpoints or models or all_endpoints):
         raise ReconcilerError("nothing to export: name objects with --endpoint NAME or --model FULL_NAME, or pass "
                               "--all-endpoints")
-    options = exporting.ExportOptions(pin_versions=pin_versions, variables=collect_variables(variables, var_files),
-                                      stack=stack)
+    options = ExportOptions(pin_versions=pin_versions, variables=collect_variables(variables, var_files), stack=stack)
     progress = Progress(sys.stderr, live=False)  # retries and heartbeats
     try:
         workspace = connect(profile, parallelism, deadline, progress)
-        live = exporting.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
-                                   pin_versions=pin_versions, parallelism=parallelism)
+        live = read.read_live(workspace, endpoints=endpoints, models=models, all_endpoints=all_endpoints,
+                              pin_versions=pin_versions, parallelism=parallelism)
     finally:
         progress.close()
-    result = exporting.export_objects(live, options)
+    result = convert.export_objects(live, options)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    written = exporting.write_export(out_dir, result)
-    for line in exporting.summary(result, written, out_dir, options):
+    written = write.write_export(out_dir, result)
+    for line in write.summary(result, written, out_dir, options):
         click.echo(line)
     if not result.documents:  # the summary line sorts first (it names no object): it introduces the list
         raise ReconcilerError(result.problems + [Problem("nothing was exported:")])

@@ -32,7 +32,9 @@ BETTER_AGENT = "models:/m-8c3f4d5e6f7a4b80912304c5d6e7f809"  # better retrieval
 
 
 def banner(step: str, text: str) -> None:
-    print(f"\n\033[1m── {step} ─ {text}\033[0m" if sys.stdout.isatty() else f"\n── {step} ─ {text}", flush=True)
+    from reconciler.render import wants_colour
+
+    print(f"\n\033[1m── {step} ─ {text}\033[0m" if wants_colour(sys.stdout) else f"\n── {step} ─ {text}", flush=True)
 
 
 def reconciler(*args: str, env: dict[str, str], expect: tuple[int, ...] = (0,)) -> None:
@@ -161,9 +163,9 @@ def drift(env: dict[str, str]) -> None:
 
     client = WorkspaceClient(host=env["DATABRICKS_HOST"], token=TOKEN)
     client.serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="team", value="platform")])
-    config = client.serving_endpoints.get("support-agent").config
+    served = client.serving_endpoints.get("support-agent").as_dict()["config"]["served_entities"]
     client.serving_endpoints.update_config_and_wait(
-        "support-agent", served_entities=[ServedEntityInput.from_dict(e.as_dict()) for e in config.served_entities],
+        "support-agent", served_entities=[ServedEntityInput.from_dict(e) for e in served],
         traffic_config=TrafficConfig.from_dict({"routes": [{"served_entity_name": "champion", "traffic_percentage": 50},
                                                            {"served_entity_name": "challenger", "traffic_percentage": 50}]}))
     print("(made with databricks-sdk: serving_endpoints.patch(...) and update_config_and_wait(...))")

@@ -60,8 +60,9 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         # A whole new (or removed) subtree reads better as its leaves, one per line.
         old = None if old == {} and new else old
         new = None if new == {} and old else new
-        if (old is None and isinstance(new, dict) and new) or (new is None and isinstance(old, dict) and old):
-            for key, value in (new or old).items():
+        subtree = new if old is None else old if new is None else None
+        if isinstance(subtree, dict) and subtree:
+            for key, value in subtree.items():
                 add(parts + [key], None if old is None else value, None if new is None else value)
             return
         if isinstance(old, dict) and isinstance(new, dict):

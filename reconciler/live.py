@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from reconciler.errors import Interrupted, Problem, ReconcilerError, collapse
@@ -95,7 +96,7 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
     calls: list[tuple[Any, Callable[[], Any]]] = []
     for kind in KINDS:
         live.objects[kind.key] = {}
-        calls += [((kind.key, n), lambda k=kind, n=n: k.module.read(workspace, n))
+        calls += [((kind.key, n), partial(kind.module.read, workspace, n))
                   for n in sorted(kind.module.names(manifests))]
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))
@@ -128,25 +129,26 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
         api = live.endpoints.get(name)
         if api is not None and (loaded.manifest.spec.permissions is not None or replacing(loaded.manifest, api)) \
                 and api.get("id"):
-            calls.append((("acl", name), lambda n=name, i=api["id"]: workspace.get_endpoint_permissions(n, i)))
+            calls.append((("acl", name), partial(workspace.get_endpoint_permissions, name, api["id"])))
     versions, mlmodels = versions_to_check(manifests, live, resolved)
     # A version still named by its source is registered by apply: nothing to read yet, and its
     # MLmodel is the one logged (`kinds/model_version.resolve` put it in live.mlmodels).
-    calls += [(("version", k), lambda k=k: workspace.get_model_version(*k)) for k in sorted(versions)
+    calls += [(("version", k), partial(workspace.get_model_version, *k)) for k in sorted(versions)
               if not is_source(k[1])]
-    calls += [(("mlmodel", k), lambda k=k: workspace.read_mlmodel(*k)) for k in sorted(mlmodels)
+    calls += [(("mlmodel", k), partial(workspace.read_mlmodel, *k)) for k in sorted(mlmodels)
               if not is_source(k[1])]
     scopes = {scope for scope, _ in secret_references(manifests)}
-    calls += [(("keys", s), lambda s=s: workspace.list_secret_keys(s))
+    calls += [(("keys", s), partial(workspace.list_secret_keys, s))
               for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]
     results = run_parallel(calls, parallelism)
     for (kind, key), value in results.items():
-        {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
-         "keys": live.secret_keys}[kind][key] = value
+        found: dict[str, dict[Any, Any]] = {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
+                                            "keys": live.secret_keys}
+        found[kind][key] = value
     # Resources: those declared by manifests and those the read MLmodels declare.
     wanted = declared_resources(manifests) | {r for m in live.mlmodels.values() for r in mlmodel_resources(m)
                                               if r[0] in RESOURCE_TYPES}
-    live.resources = run_parallel([(r, lambda r=r: workspace.resource_exists(*r)) for r in sorted(wanted)], parallelism)
+    live.resources = run_parallel([(r, partial(workspace.resource_exists, *r)) for r in sorted(wanted)], parallelism)
 
 
 def replacing(manifest: Any, api: dict[str, Any]) -> bool:
@@ -165,21 +167,22 @@ def versions_to_check(manifests: Manifests, live: LiveState,
     was deployed; re-reading it on every plan would cost a call per object for nothing."""
     versions: set[Key] = set()
     mlmodels: set[Key] = set()
-    for name, loaded in manifests.models.items():
-        aliases = live_model(live.models[name])["aliases"] if live.models.get(name) else {}
-        for alias, version in (loaded.manifest.spec.aliases or {}).items():
+    for name, model in manifests.models.items():
+        model_api = live.models.get(name)
+        aliases = live_model(model_api)["aliases"] if model_api else {}
+        for alias, version in (model.manifest.spec.aliases or {}).items():
             if aliases.get(alias) != version:
                 versions.add((name, str(version)))
-    for name, loaded in manifests.endpoints.items():
+    for name, endpoint in manifests.endpoints.items():
         api = live.endpoints.get(name)
         served = {(f["entity_name"], f.get("entity_version")) for f in
                   (live_endpoint(api)["served_entities"].values() if api else [])}
-        for entity, version in zip(loaded.manifest.spec.served_entities, resolved[name], strict=True):
+        for entity, version in zip(endpoint.manifest.spec.served_entities, resolved[name], strict=True):
             key = (entity.entity_name, version)
             if key not in served:
                 versions.add(key)
                 mlmodels.add(key)
-            elif loaded.manifest.spec.resources is not None:
+            elif endpoint.manifest.spec.resources is not None:
                 mlmodels.add(key)
     return versions, mlmodels
 
@@ -194,25 +197,62 @@ def declared_resources(manifests: Manifests) -> set[Key]:
 
 
 def mlmodel_resources(mlmodel: dict[str, Any] | None) -> set[Key]:
-    """Resources an MLmodel declares, under `resources` or `auth_policy.system_auth_policy`."""
-    if not mlmodel:
+    """Resources an MLmodel declares, under `resources` or `auth_policy.system_auth_policy`, read
+    with MLflow's own resource classes (`_ResourceBuilder.from_dict`, which MLflow uses to read them
+    back), one resource type at a time: a type this MLflow does not know (an agent logged with a
+    newer one) is kept by the names written, so it is still checked."""
+    if not isinstance(mlmodel, dict):
         return set()
-    sections = [mlmodel.get("resources"),
-                ((mlmodel.get("auth_policy") or {}).get("system_auth_policy") or {}).get("resources")]
+    policy = mlmodel.get("auth_policy")
+    system = policy.get("system_auth_policy") if isinstance(policy, dict) else None
+    sections = [mlmodel.get("resources"), system.get("resources") if isinstance(system, dict) else None]
     found = set()
     for section in sections:
-        databricks = (section or {}).get("databricks") if isinstance(section, dict) else None
-        for kind, entries in (databricks or {}).items():
-            for entry in entries or []:
-                if isinstance(entry, dict) and entry.get("name"):
-                    found.add((kind, str(entry["name"])))
+        if not isinstance(section, dict):
+            continue
+        databricks = section.get("databricks")
+        for kind, entries in (databricks.items() if isinstance(databricks, dict) else ()):
+            entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+            try:
+                built = _mlflow_resources()._ResourceBuilder.from_dict(
+                    {"api_version": str(section.get("api_version", "1")), "databricks": {kind: entries}})
+                entries = built["databricks"].get(kind, [])
+            except (ValueError, KeyError, TypeError):  # a type or version it does not know, an entry without a name
+                pass
+            found |= {(kind, str(e["name"])) for e in entries if e.get("name")}
     return found
 
 
-def alias_moves(manifests: Manifests, live: LiveState) -> list[tuple[str, str, int, int | None]]:
-    """(model, alias, live version, new version or None when removed) of every alias the manifests
-    move or remove."""
-    moves = []
+_MLFLOW_RESOURCES: Any = None
+
+
+def _mlflow_resources() -> Any:
+    """MLflow's `mlflow/models/resources.py` (mlflow-skinny), loaded on its own, once, when an
+    MLmodel is first checked. `import mlflow.models.resources` would run `mlflow/__init__.py` and
+    `mlflow/models/__init__.py` first: 1.5-2.6 s, numpy and pandas included when present (and
+    `mlflow.models.Model.load`, through its signature module, needs numpy, which mlflow-skinny
+    lacks). The module itself imports only the standard library and yaml: about 30 ms (measured
+    with python -X importtime and perf_counter; Python 3.11, mlflow-skinny 3.18)."""
+    global _MLFLOW_RESOURCES
+    if _MLFLOW_RESOURCES is None:
+        import importlib.util
+        import os
+
+        package = importlib.util.find_spec("mlflow")  # found, not imported
+        assert package is not None and package.submodule_search_locations, "mlflow-skinny is a dependency"
+        path = os.path.join(list(package.submodule_search_locations)[0], "models", "resources.py")
+        spec = importlib.util.spec_from_file_location("reconciler._mlflow_resources", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _MLFLOW_RESOURCES = module
+    return _MLFLOW_RESOURCES
+
+
+def alias_moves(manifests: Manifests, live: LiveState) -> list[tuple[str, str, int, int | str | None]]:
+    """(model, alias, live version, new version, or the logged agent it is to be registered from, or
+    None when removed) of every alias the manifests move or remove."""
+    moves: list[tuple[str, str, int, int | str | None]] = []
     for name, loaded in sorted(manifests.models.items()):
         wanted = loaded.manifest.spec.aliases
         api = live.models.get(name)
@@ -259,12 +299,11 @@ def read_access(workspace: Workspace, plan: Any, live: LiveState, principal: str
             elif change.name in live.permissions:
                 access.endpoint_levels[change.name] = live_permissions(live.permissions[change.name]).get(principal)
             elif api.get("id"):
-                calls.append((("acl", change.name), lambda n=change.name, i=api["id"]:
-                              workspace.get_endpoint_permissions(n, i)))
+                calls.append((("acl", change.name), partial(workspace.get_endpoint_permissions, change.name, api["id"])))
         if {op.name for op in change.operations} & {"create_endpoint", "update_config"}:
             models |= {f["entity_name"] for f in (change.desired or {}).get("served_entities", {}).values()}
-    calls += [(("grants", m), lambda m=m: workspace.model_privileges(m)) for m in sorted(models)]
-    calls += [(("model", m), lambda m=m: workspace.get_model(m)) for m in sorted(models) if m not in live.models]
+    calls += [(("grants", m), partial(workspace.model_privileges, m)) for m in sorted(models)]
+    calls += [(("model", m), partial(workspace.get_model, m)) for m in sorted(models) if m not in live.models]
     for (kind, key), value in run_parallel(calls, parallelism).items():
         if kind == "acl":
             access.endpoint_levels[key] = live_permissions(value).get(principal)

@@ -105,7 +105,7 @@ def parse_lease(raw: bytes) -> Lease | str:
     for key, kind in (("holder", str), ("token", str), ("host", str), ("pid", int), ("expires_at", (int, float))):
         value = data.get(key)
         if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value):
-            return f"'{key}' is missing or not a {'number' if key == 'expires_at' else kind.__name__}"  # type: ignore[union-attr]
+            return f"'{key}' is missing or not a {'number' if isinstance(kind, tuple) else kind.__name__}"
     if not math.isfinite(data["expires_at"]):
         return "'expires_at' is not a finite number"
     return Lease(data["holder"][:SHOWN], data["token"], data["host"], data["pid"], float(data["expires_at"]))

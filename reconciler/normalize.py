@@ -1,7 +1,7 @@
 """Desired and live state in one shape, so the diff sees real differences and nothing else.
 
 Pure functions; no I/O. Called by plan.py (to diff) and apply.py (to build write payloads from a
-fresh read, so what is sent is what was diffed); checks.py, preflight.py and export.py read the
+fresh read, so what is sent is what was diffed); checks.py, preflight.py and export/endpoints.py read the
 field-semantics table (`FIELD_RULES`).
 
 The normalised shape of an endpoint:
@@ -66,7 +66,7 @@ from enum import Enum
 from typing import Any
 
 from reconciler.manifests.model import RegisteredModel, ServedEntity, ServingEndpoint, principal_of
-from reconciler.terms import AGENT_TASK, default_entity_name, own_tags, principal_key, updating
+from reconciler.terms import AGENT_TASK, IDENTITY_KEYS, default_entity_name, own_tags, principal_key, updating
 
 # Maps are complete when given (rule 6): the overlay never fills keys into them.
 MAPS = frozenset({"served_entities", "traffic", "tags", "permissions", "environment_vars", "aliases"})
@@ -436,12 +436,17 @@ def overlay(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, A
                                       for name, fields in desired["served_entities"].items()}
     if present is not None:
         desired["tags"] = {**live.get("tags", {}), **present}
-    if "permissions" in desired and live.get("creator"):
-        for key in ("user_name", "service_principal_name"):  # rule 6 exception: the creator's grant
-            principal = f"{key}:{live['creator']}"
-            if principal in live.get("permissions", {}):
-                desired["permissions"].setdefault(principal, live["permissions"][principal])
+    if "permissions" in desired:
+        for principal, level in creator_grants(live).items():  # rule 6 exception: the creator's grant
+            desired["permissions"].setdefault(principal, level)
     return _fill(desired, live)
+
+
+def creator_grants(live: Mapping[str, Any]) -> dict[str, str]:
+    """The grants a normalised live endpoint holds for its creator (rule 6: they are kept)."""
+    creator, grants = live.get("creator"), live.get("permissions") or {}
+    return {f"{key}:{creator}": grants[f"{key}:{creator}"] for key in IDENTITY_KEYS
+            if creator and f"{key}:{creator}" in grants}
 
 
 def comparable(state: dict[str, Any]) -> dict[str, Any]:

@@ -211,7 +211,9 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
             if entity.alias is None or (live_entities.get(key, {}).get("entity_version") == version and not in_progress):
                 continue
             model = by_address.get(f"registered_model.{entity.entity_name}")
-            for op in model.operations if model else []:
+            if model is None:
+                continue
+            for op in model.operations:
                 if op.name != "set_alias" or op.args["alias"] != entity.alias:
                     continue
                 if endpoint.address in op.after:  # a second entity of this endpoint follows the alias
@@ -276,7 +278,7 @@ def read_saved(data: Any) -> dict[str, Any]:
     """A saved plan's JSON, checked to be a plan of this format whose names all follow their
     grammar (so no name in it can reach a request even by mistake). Raises one line per problem."""
     from reconciler.kinds import BY_KEY
-    from reconciler.terms import name_problem
+    from reconciler.terms import IDENTITY_KEYS, name_problem
 
     if not isinstance(data, dict) or "format_version" not in data:
         raise ReconcilerError("not a reconciler plan (no format_version); make one with `reconciler plan --out`")
@@ -308,7 +310,7 @@ def read_saved(data: Any) -> dict[str, Any]:
         check(name_problem("stack", stack) is None, f"stack: {name_problem('stack', stack)}")
     if deployer is not None:
         key, _, who = str(deployer).partition(":")
-        check(key in ("user_name", "service_principal_name") and name_problem("identity", who) is None,
+        check(key in IDENTITY_KEYS and name_problem("identity", who) is None,
               f"deployer {json.dumps(deployer)[:80]} is not user_name:<e-mail> or service_principal_name:<id>")
     check(isinstance(source, dict) and isinstance(source.get("paths"), list) and
           all(isinstance(p, str) for p in source["paths"]) and isinstance(source.get("digest"), str),

@@ -48,11 +48,11 @@ FIX_VERSION = "register it first (mlflow.register_model) or point at another ver
 def preflight(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]]) -> tuple[list[Problem], list[str]]:
     problems: list[Problem] = []
     warnings: list[str] = []
-    for name, loaded in manifests.models.items():
-        for alias, version in (loaded.manifest.spec.aliases or {}).items():
+    for name, model in manifests.models.items():
+        for alias, version in (model.manifest.spec.aliases or {}).items():
             message = _version_problem(live, name, str(version))
             if message:
-                problems.append(loaded.problem(("spec", "aliases", alias), f"alias {alias}: {message}"))
+                problems.append(model.problem(("spec", "aliases", alias), f"alias {alias}: {message}"))
     warnings += [str(w) for w in check_warnings(manifests)]
     for name, loaded in manifests.endpoints.items():
         spec = loaded.manifest.spec
@@ -98,7 +98,7 @@ def _agent_gateway_problems(loaded: Loaded[ServingEndpoint], api: dict[str, Any]
         return []
     evidence = None
     if is_agent(api):
-        evidence = f"the workspace set its task to {api['task']}"  # type: ignore[index]
+        evidence = f"the workspace set its task to {(api or {}).get('task')}"
     for entity, version in zip(loaded.manifest.spec.served_entities, versions, strict=True):
         task = agent_task(live.mlmodels.get((entity.entity_name, version)))
         if evidence is None and task is not None:
@@ -131,7 +131,7 @@ def _version_problem(live: LiveState, model: str, version: str) -> str | None:
     return None
 
 
-def _secret_problems(loaded, i, live: LiveState) -> list[Problem]:  # type: ignore[no-untyped-def]
+def _secret_problems(loaded: Loaded[ServingEndpoint], i: int, live: LiveState) -> list[Problem]:
     problems = []
     entity = loaded.manifest.spec.served_entities[i]
     for var, value in (entity.environment_vars or {}).items():
@@ -149,7 +149,8 @@ def _secret_problems(loaded, i, live: LiveState) -> list[Problem]:  # type: igno
     return problems
 
 
-def _mlmodel_problems(loaded, i, version: str, live: LiveState, warnings: list[str]) -> list[Problem]:  # type: ignore[no-untyped-def]
+def _mlmodel_problems(loaded: Loaded[ServingEndpoint], i: int, version: str, live: LiveState,
+                      warnings: list[str]) -> list[Problem]:
     entity = loaded.manifest.spec.served_entities[i]
     mlmodel = live.mlmodels.get((entity.entity_name, version))
     label = f"the agent logged as {version}" if is_source(version) else f"version {version} of '{entity.entity_name}'"

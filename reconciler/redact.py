@@ -58,8 +58,8 @@ def _detectors() -> tuple[list[Any], Any, Any, Any]:
     from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
     from detect_secrets.plugins.keyword import KeywordDetector
 
-    regex = [cls() for cls in get_mapping_from_secret_type_to_class().values()
-             if issubclass(cls, RegexBasedDetector) and cls.__name__ not in _LEFT_OUT]
+    plugins: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    regex = [plugin() for plugin in plugins if issubclass(plugin, RegexBasedDetector) and plugin.__name__ not in _LEFT_OUT]
     return regex, KeywordDetector(), Base64HighEntropyString(limit=4.5), heuristic
 
 

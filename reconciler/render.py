@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import os
 import re
 import sys
 import threading
@@ -79,6 +80,12 @@ def _change_lines(change: Change) -> list[str]:
             after = f"  (after {', '.join(op.after)})" if op.after else ""
             lines.append(f"      {i}. {op.description}{after}")
     return lines
+
+
+def wants_colour(stream: Any, *, no_color: bool = False) -> bool:
+    """Colour only on a terminal, and never with --no-color or with NO_COLOR set to any non-empty
+    value (the convention of https://no-color.org)."""
+    return not no_color and not os.environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
 
 
 def text(plan: Plan, *, colour: bool = False) -> str:
@@ -210,8 +217,9 @@ def attention(plan: Plan) -> list[Attention]:
             items.append(Attention("delete", change.address, "deleted (managed by reconciler, gone from the manifests)"))
         if change.action is not Action.UPDATE:
             continue  # a new object's routes and aliases are its first ones, not a shift or a move
-        for target in (change.rollout or {}).get("targets") or []:
-            expected = change.rollout["expected"]  # type: ignore[index]
+        rollout = change.rollout or {}
+        for target in rollout.get("targets") or []:
+            expected = rollout["expected"]
             steps = "/".join(str(s["percent"]) for s in target["steps"]) or "no"
             items.append(Attention("rollout", change.address,
                                    _inline(f"{target['entity']} v{target['from_version']} → v{target['to_version']}: "

@@ -52,6 +52,11 @@ def updating(api: Mapping[str, Any] | None) -> bool:
     return ((api or {}).get("state") or {}).get("config_update") == "IN_PROGRESS"
 
 
+def update_failed(api: Mapping[str, Any] | None) -> bool:
+    """The last config update failed: the endpoint serves its previous config (`config`)."""
+    return ((api or {}).get("state") or {}).get("config_update") == "UPDATE_FAILED"
+
+
 # What an agent is: MLflow writes the MLmodel `metadata.task` `agent/v1/chat` (ChatModel),
 # `agent/v2/chat` (ChatAgent) or `agent/v1/responses` (ResponsesAgent) (`mlflow/pyfunc/__init__.py`);
 # databricks-agents 1.13 treats a model whose task starts with `agent/` as an agent
@@ -71,6 +76,8 @@ def agent_task(mlmodel: Mapping[str, Any] | None) -> str | None:
 # ---- principals ---------------------------------------------------------------------------------
 
 PRINCIPAL_KEYS = ("user_name", "group_name", "service_principal_name")
+# The keys an identity (who creates or deploys: a user or a service principal, never a group) holds grants by.
+IDENTITY_KEYS = ("user_name", "service_principal_name")
 
 
 def principal_key(entry: Mapping[str, Any]) -> str | None:

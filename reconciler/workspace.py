@@ -56,7 +56,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeGuard, cast
 
 import yaml
 
@@ -325,7 +326,13 @@ class Workspace:
         if self.config.workspace_id:
             headers["X-Databricks-Workspace-Id"] = self.config.workspace_id
 
-        def attempt(abandoned: threading.Event) -> Any:
+        def attempt(abandoned: threading.Event, answered: list[tuple[int, str, str]]) -> Any:
+            def heard(response: Any, *args: Any, **kwargs: Any) -> Any:
+                # What answered, for the error's words: the SDK's error parser reads an HTML error
+                # page as a Databricks error (`_HtmlErrorDeserializer`: FILE_NOT_FOUND: Error response).
+                answered.append((response.status_code, response.reason or "", response.headers.get("Content-Type", "")))
+                return response
+
             def gate(request: Any) -> Any:
                 # The last moment before the request leaves (requests applies `auth` as it prepares
                 # the request): an attempt its caller stopped waiting for is not sent late, and a
@@ -335,11 +342,12 @@ class Workspace:
                 if write and self.fence is not None:
                     self.fence()
                 request.headers.update(self.config.authenticate())  # what the SDK's own `auth` adds
+                request.register_hook("response", heard)
                 return request
 
             answer = self._api.do(method, path, query=query, body=body, headers=headers, raw=raw, auth=gate)
-            if raw:
-                return _read_capped(answer["contents"], MAX_FILE_BYTES)
+            if raw:  # `ApiClient.do(raw=True)` answers {"contents": the streamed body, ...headers}
+                return _read_capped(cast("dict[str, Any]", answer)["contents"], MAX_FILE_BYTES)
             return answer
 
         started = time.monotonic()
@@ -355,7 +363,8 @@ class Workspace:
                 raise Unreachable(Problem(f"{operation}: no time left {bound}", subject=subject))
             tries += 1
             abandoned = threading.Event()
-            future = _RUNNER.submit(lambda abandoned=abandoned: attempt(abandoned))
+            answered: list[tuple[int, str, str]] = []
+            future = _RUNNER.submit(partial(attempt, abandoned, answered))
             wait = min(self.response_seconds, limit - now)
             try:
                 # Every attempt is bounded by the time left: for a write under the apply lock, by the
@@ -389,6 +398,8 @@ class Workspace:
                     raise
                 continue
             except (ValueError, RecursionError, UnicodeDecodeError) as exc:  # the body was not JSON
+                if _html(answered):
+                    raise self._not_a_workspace(answered, subject, operation) from None
                 what = "a JSON answer nested too deeply" if isinstance(exc, RecursionError) else \
                     f"not JSON ({_first_line(exc)[:80]}); is DATABRICKS_HOST the URL of a Databricks workspace?"
                 raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {what}",
@@ -396,7 +407,8 @@ class Workspace:
             except Exception as exc:
                 if errors_answer and _is_answer(exc):
                     return _error_answer(exc)
-                error = self._typed(exc, subject, operation)
+                error = self._not_a_workspace(answered, subject, operation) if _html(answered, error_only=True) \
+                    else self._typed(exc, subject, operation)
                 if isinstance(error, NotFound) and missing_ok:
                     return None
                 raise error from None
@@ -464,6 +476,15 @@ class Workspace:
         if self.cancel.wait(delay):
             raise Interrupted(self.cancel_signal)
 
+    def _not_a_workspace(self, answered: list[tuple[int, str, str]], subject: str, operation: str) -> UnexpectedAnswer:
+        """An HTML page where the REST API answers JSON: a web server, a proxy or a login page at
+        DATABRICKS_HOST, not a workspace (whose errors are JSON bodies, `databricks-api.md`)."""
+        status, reason, _ = answered[-1]
+        return UnexpectedAnswer(Problem(
+            f"{operation}: {self.host} does not look like a Databricks workspace: it answered with an HTML page "
+            f"(HTTP {status}{' ' + reason if reason else ''}), not the REST API's JSON; check DATABRICKS_HOST (or "
+            "the host of --profile)", subject=subject))
+
     def _typed(self, exc: BaseException, subject: str, operation: str) -> ReconcilerError:
         from databricks.sdk import errors
 
@@ -482,11 +503,17 @@ class Workspace:
                                             subject=subject))
         code = exc.error_code if exc.error_code and not str(exc.error_code).isdigit() else None
         problem = Problem(f"{operation}: {_describe(exc, self.host)}", subject=subject)
-        if str(exc).startswith("unable to parse response") or (isinstance(exc, errors.NotFound) and code is None):
+        # `{"detail": ...}` without a scimType (another JSON API's 404, FastAPI's) is read by the SDK
+        # as a SCIM error (`_StandardErrorDeserializer`): error_code "SCIM_None".
+        if str(exc).startswith("unable to parse response") or (
+                isinstance(exc, errors.NotFound) and code in (None, "SCIM_None")):
             # An HTTP error without a Databricks error body: a proxy, a login page, another server.
+            status = _status_name(exc)
+            doubt = f"{self.host} does not look like a Databricks workspace (check DATABRICKS_HOST)" \
+                if status.startswith("4") else "is DATABRICKS_HOST the URL of a Databricks workspace?"
             return UnexpectedAnswer(Problem(
-                f"unexpected answer from {self.host} to {operation}: HTTP {_status_name(exc)} without a Databricks "
-                "error body; is DATABRICKS_HOST the URL of a Databricks workspace?", subject=subject))
+                f"unexpected answer from {self.host} to {operation}: HTTP {status} without a Databricks error body; "
+                f"{doubt}", subject=subject))
         if isinstance(exc, errors.NotFound) and _means_missing(code):
             return NotFound(problem, status=404, error_code=code)
         if isinstance(exc, (errors.ResourceAlreadyExists, errors.AlreadyExists)) or code in (
@@ -586,7 +613,7 @@ class Workspace:
             _segment("run", run_id)
         else:
             condition, subject = f"name = '{full_name}'", f"registered_model.{full_name}"
-            _segment("model", full_name)
+            _segment("model", str(full_name))  # None is refused by the grammar
         found: list[dict[str, Any]] = []
         token = ""
         while True:
@@ -909,7 +936,7 @@ class QueryAnswer:
     seconds: float
 
 
-def _is_answer(exc: BaseException | None) -> bool:
+def _is_answer(exc: BaseException | None) -> TypeGuard[BaseException]:
     """An HTTP error the server answered (not a dropped connection or a timeout)."""
     from databricks.sdk import errors
 
@@ -1047,6 +1074,14 @@ def _first_line(exc: BaseException) -> str:
     return line.split(" Config: ", 1)[0].rstrip(". ")[:300]
 
 
+def _html(answered: list[tuple[int, str, str]], *, error_only: bool = False) -> bool:
+    """Whether the last answer was an HTML page; with `error_only`, an HTML error other than a
+    gateway's 502/503/504 (which a real workspace's load balancer sends too, and which are retried)."""
+    if not answered or "html" not in answered[-1][2].lower():
+        return False
+    return not error_only or answered[-1][0] >= 400 and answered[-1][0] not in (502, 503, 504)
+
+
 def _status_name(exc: BaseException) -> str:
     """The HTTP status class an SDK error stands for (`databricks/sdk/errors/mapping.py`)."""
     names = {"BadRequest": "400", "Unauthenticated": "401", "PermissionDenied": "403", "NotFound": "404",
@@ -1079,12 +1114,19 @@ def _describe(exc: BaseException | None, host: str) -> str:
     if isinstance(exc, errors.DatabricksError):
         message = _first_line(exc)
         code = exc.error_code if exc.error_code and not str(exc.error_code).isdigit() else None
+        # Real bodies: 401 {"error_code": 401, "message": "Credential was not sent or was of an
+        # unsupported type for this API. [ReqId: ...]"} (PipedreamHQ/pipedream#20701); a wrong or
+        # expired token is 403 {"error_code": 403, "message": "Invalid access token."}
+        # (databricks/databricks-sdk-go#873, #917); a missing grant is 403 PERMISSION_DENIED naming
+        # the permission and the object ("User u does not have View permissions on serving endpoint
+        # 'e'. ...", localworkspace/serving.py's wording).
         if isinstance(exc, errors.Unauthenticated):
             return (f"authentication failed (401 {code or 'UNAUTHENTICATED'}): {message}; check DATABRICKS_TOKEN "
                     "(or --profile and ~/.databrickscfg)")
         if isinstance(exc, errors.PermissionDenied):
             hint = "; check DATABRICKS_TOKEN (or --profile): the token is not valid for this workspace" \
-                if "token" in message.lower() else "; ask a workspace admin for the permission named above"
+                if "token" in message.lower() else "; the credentials are valid but lack this grant: ask the " \
+                "object's owner or a workspace admin for the permission named above"
             return f"permission denied (403 {code or 'PERMISSION_DENIED'}): {message}{hint}"
         if isinstance(exc, errors.TooManyRequests):
             return f"rate limited (429{' ' + code if code else ''}): {message}"

@@ -181,6 +181,58 @@ def test_a_typed_value_of_the_wrong_type_is_reported_at_the_placeholder(tmp_path
         "use a whole number without quotes"]
 
 
+FLOW_ROUTES = """\
+  traffic_config:
+    routes:
+      - {served_entity_name: current, traffic_percentage: ${var.pct}}
+      - {served_entity_name: spare, traffic_percentage: ${var.rest}}
+"""
+
+
+def flow_style(text: str) -> str:
+    """ENDPOINT with its routes in flow style (the README's own style), a second entity to route to."""
+    head = text.split("  traffic_config:")[0]
+    spare = head[head.index("    - name: current"):].replace("name: current", "name: spare")
+    return head + spare + FLOW_ROUTES
+
+
+def test_placeholders_work_inside_flow_mappings(tmp_path: Path) -> None:
+    path = write(tmp_path, "endpoint.yaml", flow_style(ENDPOINT))
+    variables = dict(a.split("=", 1) for a in ENDPOINT_VARS) | {"pct": "90", "rest": "10"}
+    routes = load_manifests([path], variables).endpoints["support-agent-prod"].manifest.spec.traffic_config.routes
+    assert [(r.served_entity_name, r.traffic_percentage) for r in routes] == [("current", 90), ("spare", 10)]
+
+
+def test_a_problem_inside_a_flow_mapping_keeps_its_line_and_column(tmp_path: Path) -> None:
+    text = flow_style(ENDPOINT)
+    path = write(tmp_path, "endpoint.yaml", text)
+    variables = dict(a.split("=", 1) for a in ENDPOINT_VARS) | {"pct": "ninety"}
+    with pytest.raises(ReconcilerError) as raised:
+        load_manifests([path], variables)
+    lines = text.splitlines()
+    pct = next(i for i, line in enumerate(lines) if "${var.pct}" in line)
+    rest = next(i for i, line in enumerate(lines) if "${var.rest}" in line)
+    assert [str(p) for p in raised.value.problems] == [
+        f"{path}:{pct + 1}:{lines[pct].index('${var.pct}') + 1}: spec.traffic_config.routes[0].traffic_percentage: "
+        "should be a valid integer (the value of a variable, not shown: it may be a credential); use a whole number "
+        "without quotes",
+        f"{path}:{rest + 1}:{lines[rest].index('${var.rest}') + 1}: variable 'rest' is not defined; pass --var "
+        "rest=VALUE, add it to a --var-file, or set RECONCILER_VAR_rest"]
+
+
+def test_flow_style_keeps_literals_quotes_and_text_around_placeholders() -> None:
+    from reconciler.manifests.yamlsource import read_documents
+
+    problems: list = []
+    text = "a: {b: $${x}, c: '${var.v}', d: [x${var.v}y, ${var.n}], e: \"{}\"}\n"
+    [document] = read_documents("f.yaml", text.encode(), {"v": "V", "n": "3"}, problems)
+    assert problems == []
+    assert document.data == {"a": {"b": "${x}", "c": "V", "d": ["xVy", 3], "e": "{}"}}
+    # A file that holds the private-use characters the flow-style fix borrows is read as written.
+    [document] = read_documents("g.yaml", "f: \ue000${var.v}\ue001\n".encode(), {"v": "V"}, problems)
+    assert problems == [] and document.data == {"f": "\ue000V\ue001"}
+
+
 def test_a_credential_passed_as_a_variable_is_refused_and_never_printed(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "endpoint.yaml", ENDPOINT)

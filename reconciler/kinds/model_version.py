@@ -92,15 +92,15 @@ def references(manifests: Manifests) -> dict[str, list[tuple[Loaded[Any], Loc]]]
     """Every `model@source` the manifests name, with where (first the models' aliases, then the
     endpoints' served entities, in file order)."""
     found: dict[str, list[tuple[Loaded[Any], Loc]]] = defaultdict(list)
-    for name, loaded in manifests.models.items():
-        for alias, version in (loaded.manifest.spec.aliases or {}).items():
+    for name, model in manifests.models.items():
+        for alias, version in (model.manifest.spec.aliases or {}).items():
             if is_source(version):
-                found[f"{name}@{version}"].append((loaded, ("spec", "aliases", alias)))
-    for loaded in manifests.endpoints.values():
-        for i, entity in enumerate(loaded.manifest.spec.served_entities):
+                found[f"{name}@{version}"].append((model, ("spec", "aliases", alias)))
+    for endpoint in manifests.endpoints.values():
+        for i, entity in enumerate(endpoint.manifest.spec.served_entities):
             if is_source(entity.entity_version):
                 found[f"{entity.entity_name}@{entity.entity_version}"].append(
-                    (loaded, ("spec", "served_entities", i, "entity_version")))
+                    (endpoint, ("spec", "served_entities", i, "entity_version")))
     return dict(found)
 
 
@@ -231,28 +231,29 @@ def resolve(manifests: Manifests, live: LiveState) -> Manifests:
     found = live.objects.get(KEY, {})
     numbers = {name: ready_version(read) for name, read in found.items()}
     for name, read in found.items():
-        if numbers[name] is None and (read or {}).get("logged", {}).get("mlmodel") is not None:
-            live.mlmodels[split(name)] = read["logged"]["mlmodel"]
+        logged = (read or {}).get("logged", {}).get("mlmodel")
+        if numbers[name] is None and logged is not None:
+            live.mlmodels[split(name)] = logged
 
     def pinned(model: str, version: Any) -> Any:
         return (numbers.get(f"{model}@{version}") or version) if is_source(version) else version
 
     models = {}
-    for name, loaded in manifests.models.items():
-        aliases = loaded.manifest.spec.aliases
+    for name, model in manifests.models.items():
+        aliases = model.manifest.spec.aliases
         if aliases and any(pinned(name, v) != v for v in aliases.values()):
-            spec = loaded.manifest.spec.model_copy(update={"aliases": {
+            model_spec = model.manifest.spec.model_copy(update={"aliases": {
                 alias: int(pinned(name, v)) if pinned(name, v) != v else v for alias, v in aliases.items()}})
-            loaded = replace(loaded, manifest=loaded.manifest.model_copy(update={"spec": spec}))
-        models[name] = loaded
+            model = replace(model, manifest=model.manifest.model_copy(update={"spec": model_spec}))
+        models[name] = model
     endpoints = {}
-    for name, loaded in manifests.endpoints.items():
-        entities = loaded.manifest.spec.served_entities
+    for name, endpoint in manifests.endpoints.items():
+        entities = endpoint.manifest.spec.served_entities
         if any(pinned(e.entity_name, e.entity_version) != e.entity_version for e in entities):
-            spec = loaded.manifest.spec.model_copy(update={"served_entities": [
+            endpoint_spec = endpoint.manifest.spec.model_copy(update={"served_entities": [
                 e.model_copy(update={"entity_version": pinned(e.entity_name, e.entity_version)}) for e in entities]})
-            loaded = replace(loaded, manifest=loaded.manifest.model_copy(update={"spec": spec}))
-        endpoints[name] = loaded
+            endpoint = replace(endpoint, manifest=endpoint.manifest.model_copy(update={"spec": endpoint_spec}))
+        endpoints[name] = endpoint
     return replace(manifests, models=models, endpoints=endpoints)
 
 
@@ -333,7 +334,8 @@ def _release(value: Any) -> tuple[int, ...] | None:
 
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,
              prune: bool, deployer: str | None = None) -> list[Change]:
-    return [plan(name, read, stack=stack) for name, read in sorted(live.objects.get(KEY, {}).items())]
+    # `read` always answers a dict (never None: a source with no version yet has an empty list).
+    return [plan(name, read or {}, stack=stack) for name, read in sorted(live.objects.get(KEY, {}).items())]
 
 
 def plan(name: str, found: dict[str, Any], *, stack: str | None) -> Change:
@@ -400,12 +402,13 @@ def link(changes: list[Change]) -> None:
         said = f"{source} is registered first ({change.address})" if registering else \
             f"version {shown} is {source} (already registered)"
         owner = by_address.get(f"registered_model.{model}")
-        for op in owner.operations if owner else []:
+        owner_ops, owner_notes = (owner.operations, owner.notes) if owner is not None else ([], [])
+        for op in owner_ops:
             if op.name != "set_alias" or str(op.args.get("version")) != shown:
                 continue
             if registering and change.address not in op.after:
                 op.after.append(change.address)
-            owner.notes.append(f"alias {op.args['alias']}: {said}")
+            owner_notes.append(f"alias {op.args['alias']}: {said}")
         for other in changes:
             if other.kind != "serving_endpoint" or other.action is Action.NOOP or other.desired is None:
                 continue

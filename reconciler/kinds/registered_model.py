@@ -5,7 +5,7 @@ model `manifests.model.RegisteredModel`, read with `Workspace.get_model` (aliase
 normalised by `normalize.desired_model` / `live_model`, planned into at most one call per
 changed part, executed in two steps (aliases no endpoint waits for before the endpoints; alias
 moves linked to endpoints after them, only if those endpoints serve the new version healthily),
-exported by `export.models`. Registered models are never deleted.
+exported by `export/models.py`. Registered models are never deleted.
 """
 
 from __future__ import annotations
@@ -121,8 +121,13 @@ def _apply(ex: Executor, change: Change, *, linked: bool) -> None:
         if is_linked != linked:
             continue
         if linked and waiting.get(op.args["alias"]):
-            ex.skip(change.address, f"{op.description} not done: {', '.join(waiting[op.args['alias']])} "
-                                    "did not finish registering or serving the new version")
+            unfinished = ", ".join(waiting[op.args["alias"]])
+            if not ex.options.wait and ex.only_sent(waiting[op.args["alias"]]):
+                ex.not_waited(change.address, f"{op.description} not done: {unfinished} not waited for (--no-wait); "
+                                              "run apply again once it serves the new version")
+            else:
+                ex.skip(change.address, f"{op.description} not done: {unfinished} did not finish registering or "
+                                        "serving the new version")
             continue
         not_serving = _not_serving(ex, linked_aliases[op.args["alias"]], followers[op.args["alias"]], change.name,
                                    op.args.get("version")) if linked else ""

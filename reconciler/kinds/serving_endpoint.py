@@ -6,7 +6,7 @@ Its seam (see `kinds/__init__.py`): address `serving_endpoint.<name>`, manifest 
 manifest manages permissions), normalised by `normalize.desired_endpoint` / `live_endpoint`,
 planned into the narrowest call per changed part (`operations`), executed by `apply_change`
 (wait for an update in progress, tags, AI gateway, permissions, then the config write and the
-wait for it), deleted by `delete` (prune), exported by `export.endpoints`.
+wait for it), deleted by `delete` (prune), exported by `export/endpoints.py`.
 
 Serving endpoint updates are asynchronous: an endpoint with an update in progress refuses
 another one (409), so every write waits for it first, and the config write is made last (an AI
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from reconciler.diff import diff
 from reconciler.errors import Conflict, Interrupted
@@ -60,6 +60,7 @@ from reconciler.terms import (
     managed,
     owned_by_stack,
     tag_map,
+    update_failed,
     updating,
     version_label,
 )
@@ -170,14 +171,17 @@ def plan(name: str, desired: dict[str, Any] | None, live_api: dict[str, Any] | N
                             "the tag is added with its next change")
     if change.operations:
         change.action = Action.UPDATE
-    state = (live_api or {}).get("state") or {}
     if updating(live_api):
         change.notes.append("an update is in progress; apply waits for it before writing")
-    elif state.get("config_update") == "UPDATE_FAILED":
+    elif update_failed(live_api):
         change.notes.append("the last config update failed; the previous config is still serving")
     return change
 
 
+@overload
+def _before_rollout(api: dict[str, Any], live: dict[str, Any], address: str) -> dict[str, Any]: ...
+@overload
+def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, address: str) -> dict[str, Any] | None: ...
 def _before_rollout(api: dict[str, Any] | None, live: dict[str, Any] | None, address: str) -> dict[str, Any] | None:
     """ROLLOUT HOOK: the live endpoint without an unfinished rollout's marker and new entity."""
     if api is None or live is None:
@@ -339,7 +343,7 @@ def apply_change(ex: Executor, change: Change) -> None:
 
     rolling = rollouts.wanted(change, api, live, effective)
     if rolling and not ex.options.wait:
-        ex.skip(address, "a rollout waits for each of its steps; run apply without --no-wait")
+        ex.not_waited(address, "a rollout waits for each of its steps, not started; run apply without --no-wait")
         return
     for op in ops:  # everything but the config first: an AI gateway write during an update is a 409
         if op is config_op:
@@ -373,11 +377,12 @@ def create_payload(name: str, effective: dict[str, Any], desired: dict[str, Any]
                    replaced: dict[str, Any] | None) -> dict[str, Any]:
     """POST /serving-endpoints body: the effective state, and for a replace the settings of the
     endpoint it replaces that manifests cannot state (KEPT_ON_REPLACE)."""
-    payload = {"name": name, "config": config_payload(effective, desired), "tags": effective.get("tags", {}),
-               **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
+    payload: dict[str, Any] = {
+        "name": name, "config": config_payload(effective, desired), "tags": effective.get("tags", {}),
+        **{k: effective[k] for k in ("ai_gateway", "description", "route_optimized") if k in effective}}
     for live_key, key in KEPT_ON_REPLACE.items():
-        if (replaced or {}).get(live_key):
-            payload[key] = replaced[live_key]  # type: ignore[index]
+        if replaced is not None and replaced.get(live_key):
+            payload[key] = replaced[live_key]
     return payload
 
 def _create(ex: Executor, change: Change, desired: dict[str, Any],

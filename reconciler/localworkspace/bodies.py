@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import IO, Any
+from typing import Any, Protocol
 
 from reconciler.localworkspace.errors import ApiError, malformed
 
@@ -28,7 +28,15 @@ class BodyError(Exception):
         self.error = error
 
 
-def read_body(stream: IO[bytes], headers: dict[str, str]) -> bytes:
+class Readable(Protocol):
+    """What a request body is read from (the server's `rfile`)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
+def read_body(stream: Readable, headers: dict[str, str]) -> bytes:
     """The request body, by Content-Length or chunked transfer encoding."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return _read_chunked(stream)
@@ -49,8 +57,9 @@ def read_body(stream: IO[bytes], headers: dict[str, str]) -> bytes:
     return body
 
 
-def _read_chunked(stream: IO[bytes]) -> bytes:
-    chunks, total = [], 0
+def _read_chunked(stream: Readable) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
     while True:
         line = stream.readline(1024).strip()
         try:
@@ -94,11 +103,12 @@ def _parse_multipart(raw: bytes, content_type: str, *, for_log: bool) -> dict[st
     if not message.is_multipart():
         raise malformed("Could not parse request object: invalid multipart/form-data body.")
     form: dict[str, Any] = {}
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)  # bytes (or None) when decoded
+        payload = payload if isinstance(payload, bytes) else b""
         if part.get_filename() is not None or name == "content":
             form[name] = payload.decode("utf-8", "replace") if for_log else payload
         else:

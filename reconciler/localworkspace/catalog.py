@@ -87,9 +87,9 @@ def check_alias(alias: str) -> None:
         raise invalid(f"Invalid alias name '{alias}': use letters, digits, '_' and '-'")
 
 
-def parse_version(raw: str | int) -> int:
+def parse_version(raw: str | int | None) -> int:
     try:
-        version = int(raw)
+        version = int(raw) if raw is not None else 0  # none: refused below, as a version under 1
     except (TypeError, ValueError):
         raise invalid(f"Invalid model version '{raw}': versions are positive integers") from None
     if version < 1:
@@ -114,7 +114,7 @@ class Catalog:
             raise not_found(f"Routine or Model '{full_name}' does not exist.")
         return found
 
-    def version(self, full_name: str, version: str | int) -> ModelVersion:
+    def version(self, full_name: str, version: str | int | None) -> ModelVersion:
         model = self.model(full_name)
         number = parse_version(version)
         found = model.versions.get(number)

@@ -59,7 +59,7 @@ class Faults:
             raise ValueError("retry_after and slow_ms must not be negative")
         with self._lock:
             self.plan = FaultPlan(rate=rate, seed=seed, kinds=chosen, retry_after=retry_after, slow_ms=slow_ms,
-                                  max_faults=max_faults, only=tuple(only) if only else None)  # type: ignore[arg-type]
+                                  max_faults=max_faults, only=(only[0], only[1]) if only else None)
             self._random = random.Random(seed)
             self.injected = 0
         return self.plan

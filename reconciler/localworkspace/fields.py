@@ -60,19 +60,19 @@ def text(body: dict[str, Any], key: str, *, parent: str = "", required: bool = F
     value = field(body, key, str, parent=parent, required=required)
     if required and value == "":
         raise invalid(f"Missing required field: {path_of(parent, key)}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def integer(body: dict[str, Any], key: str, *, parent: str = "", required: bool = False) -> int | None:
-    return field(body, key, int, parent=parent, required=required)  # type: ignore[no-any-return]
+    return field(body, key, int, parent=parent, required=required)
 
 
 def boolean(body: dict[str, Any], key: str, *, parent: str = "") -> bool | None:
-    return field(body, key, bool, parent=parent)  # type: ignore[no-any-return]
+    return field(body, key, bool, parent=parent)
 
 
 def obj(body: dict[str, Any], key: str, *, parent: str = "", required: bool = False) -> dict[str, Any] | None:
-    return field(body, key, dict, parent=parent, required=required)  # type: ignore[no-any-return]
+    return field(body, key, dict, parent=parent, required=required)
 
 
 def objects(body: dict[str, Any], key: str, *, parent: str = "", required: bool = False) -> list[dict[str, Any]] | None:

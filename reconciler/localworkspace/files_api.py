@@ -57,7 +57,8 @@ def locate(state: WorkspaceState, path: str) -> Located | None:
         return Located(_version_files(state, version), "/".join(parts[5:]), version)
     if tuple(parts[:3]) == TRACKING_ROOT and len(parts) >= 7 and parts[6] == "artifacts":
         experiment_id, kind, object_id = parts[3], parts[4], parts[5]
-        owner: Any = {"Runs": state.tracking.runs, "LoggedModels": state.tracking.logged_models}.get(kind, {}).get(object_id)
+        owners: dict[str, dict[str, Any]] = {"Runs": state.tracking.runs, "LoggedModels": state.tracking.logged_models}
+        owner: Any = owners.get(kind, {}).get(object_id)
         if owner is None or owner.experiment_id != experiment_id:
             return None
         return Located(owner.files, "/".join(parts[7:]))

@@ -223,7 +223,8 @@ class Tracking:
         status = entry.get("status", "FINISHED")
         if status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}")
-        start = _timestamp(entry, "start_time", now_ms())
+        start = _timestamp(entry, "start_time", None)
+        start = now_ms() if start is None else start
         run = Run(run_id=run_id, experiment_id=experiment_id, run_name=_text(entry, "run_name") or run_id[:8],
                   status=status, user_id=_text(entry, "user_id") or self.user, start_time=start,
                   end_time=_timestamp(entry, "end_time", start if status in ("FINISHED", "FAILED", "KILLED") else None),

@@ -358,7 +358,7 @@ def read_input(fmt: str, value: Any) -> tuple[str, int]:
     if fmt in ("dataframe_records", "instances", "dataframe_split") and not isinstance(rows, list):
         raise bad_request(f"`{fmt}` must be {'an object with a `data` list' if fmt == 'dataframe_split' else 'a list'}.")
     if isinstance(rows, dict):  # `inputs` in columnar form: {column: [values]}
-        first = next(iter(rows.values()), [])
+        first: Any = next(iter(rows.values()), [])
         return preview(rows), len(first) if isinstance(first, list) else 1
     return preview(rows[0] if isinstance(rows, list) and rows else rows), len(rows) if isinstance(rows, list) else 1
 

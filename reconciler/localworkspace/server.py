@@ -150,7 +150,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from reconciler.localworkspace import routes
@@ -232,7 +232,7 @@ class LocalWorkspace:
         stopper = threading.Thread(target=server.shutdown, daemon=True)
         stopper.start()
         with contextlib.suppress(OSError):  # wake the accept loop at once rather than at its next poll
-            socket.create_connection(server.server_address[:2], timeout=0.5).close()
+            socket.create_connection(cast("tuple[str, int]", server.server_address[:2]), timeout=0.5).close()
         stopper.join()
         server.close_connections()
         server.server_close()
@@ -404,8 +404,8 @@ class LocalWorkspace:
             elif (method, action) == ("POST", "/update-seconds"):
                 self.set_update_seconds(float(body.get("seconds", 0.0)))
             elif (method, action) == ("POST", "/registration"):
-                plan = registration_plan(body)
-                self.set_registration(seconds=plan.seconds, failure=plan.failure)
+                registration = registration_plan(body)
+                self.set_registration(seconds=registration.seconds, failure=registration.failure)
             elif (method, action) == ("POST", "/seed"):
                 self.add_seed(body)
             elif (method, action) == ("POST", "/log-responses"):
@@ -621,5 +621,5 @@ def run(*, host: str = "127.0.0.1", port: int = 8765, seed: str | Path | None = 
             pass
     finally:
         workspace.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

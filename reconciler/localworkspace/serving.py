@@ -84,6 +84,7 @@ Databricks REST reference; captures are in shared/reference/real-api/):
 
 from __future__ import annotations
 
+import builtins
 import copy
 import re
 from dataclasses import dataclass, field
@@ -365,7 +366,7 @@ class Serving:
                                   changed=changed, failures=failures)
         endpoint.failed = None
 
-    def _stamp(self, entities: list[dict[str, Any]], serving_now: dict[str, dict[str, Any]], issuer: str) -> set[str]:
+    def _stamp(self, entities: builtins.list[dict[str, Any]], serving_now: dict[str, dict[str, Any]], issuer: str) -> set[str]:
         """Give each entity its `creator` and `creation_timestamp`: kept from the entity already
         serving under its name when nothing else changed, new otherwise. Returns the new ones."""
         changed, now = set(), now_ms()
@@ -438,8 +439,8 @@ class Serving:
             config["auto_capture_config"] = copy.deepcopy(old_capture)
         return config
 
-    def _parse_entities(self, raw_entities: list[dict[str, Any]], previous: list[dict[str, Any]], where: str, *,
-                        seeded: bool, updating: bool) -> list[dict[str, Any]]:
+    def _parse_entities(self, raw_entities: builtins.list[dict[str, Any]], previous: builtins.list[dict[str, Any]], where: str, *,
+                        seeded: bool, updating: bool) -> builtins.list[dict[str, Any]]:
         if not raw_entities:
             raise invalid(f"{where} must contain at least one served entity")
         if len(raw_entities) > MAX_SERVED_ENTITIES:
@@ -618,7 +619,7 @@ def same_deployment(entity: dict[str, Any], serving: dict[str, Any]) -> bool:
 def find_entity(config: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
     for entity in (config or {}).get("served_entities", []):
         if entity["name"] == name:
-            return entity  # type: ignore[no-any-return]
+            return entity
     return None
 
 

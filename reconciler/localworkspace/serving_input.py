@@ -335,7 +335,7 @@ def parse_acl(body: dict[str, Any]) -> dict[tuple[str, str], str]:
         if level not in PERMISSION_LEVELS:
             raise invalid(f"{at}: permission level '{level}' is not supported for serving endpoints; use one of "
                           f"{', '.join(PERMISSION_LEVELS)}")
-        grants[given[0]] = level  # type: ignore[index]
+        grants[given[0]] = level
     return grants
 
 
@@ -348,4 +348,4 @@ def without_plaintext_secrets(external: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, list):
             return [scrub(v) for v in value]
         return value
-    return scrub(copy.deepcopy(external))  # type: ignore[no-any-return]
+    return scrub(copy.deepcopy(external))

@@ -108,8 +108,9 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
                         and isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
                     manifests.invalid_models.add(data["metadata"]["name"])
                 continue
-            table: dict[str, Any] = {"RegisteredModel": manifests.models, "ServingEndpoint": manifests.endpoints,
-                                     "Policy": manifests.policies}[loaded.manifest.kind]
+            tables: dict[str, dict[str, Any]] = {"RegisteredModel": manifests.models,
+                                                 "ServingEndpoint": manifests.endpoints, "Policy": manifests.policies}
+            table = tables[loaded.manifest.kind]
             first = table.get(loaded.name)
             if first is not None:
                 where = first.source.position(("metadata", "name"))

@@ -82,15 +82,16 @@ KNOWN_WORKLOAD_SIZES = ("Small", "Medium", "Large")  # ServedEntityInput.workloa
 WORKLOAD_TYPE_NAME = r"^[A-Z][A-Z0-9_]*$"  # every workload type the API lists is an upper-case name
 
 
-def _open_enum(known: tuple[str, ...], pattern: str | None, description: str) -> Any:
+def _open_enum(known: tuple[str, ...], pattern: str | None, description: str) -> WithJsonSchema:
     other: dict[str, Any] = {"type": "string", **({"pattern": pattern} if pattern else {})}
-    return Annotated[str, WithJsonSchema({"anyOf": [{"enum": list(known)}, other], "description": description})]
+    return WithJsonSchema({"anyOf": [{"enum": list(known)}, other], "description": description})
 
 
-WorkloadType = _open_enum(KNOWN_WORKLOAD_TYPES, WORKLOAD_TYPE_NAME,
-                          "CPU (the default), GPU_SMALL, ...; a type newer than this release is sent as written.")
-WorkloadSize = _open_enum(KNOWN_WORKLOAD_SIZES, None,
-                          "Small, Medium or Large, or a custom size the workspace offers.")
+WorkloadType = Annotated[str, _open_enum(KNOWN_WORKLOAD_TYPES, WORKLOAD_TYPE_NAME,
+                                         "CPU (the default), GPU_SMALL, ...; a type newer than this release is "
+                                         "sent as written.")]
+WorkloadSize = Annotated[str, _open_enum(KNOWN_WORKLOAD_SIZES, None,
+                                         "Small, Medium or Large, or a custom size the workspace offers.")]
 PermissionLevel = Literal["CAN_MANAGE", "CAN_QUERY", "CAN_VIEW"]
 
 

@@ -11,7 +11,7 @@ bounded while parsing (so a file of a million `[` neither recurses nor runs for 
 document has a value budget (counted while composing, and again while aliases are expanded:
 "billion laughs"), a file holds at most 10,000 documents, and files must be UTF-8 text of sane
 size. `${var.NAME}` placeholders are substituted in scalar values here, where the position of an
-undefined variable is still known.
+undefined variable is still known, in block and flow style alike (`_BRACED`).
 
 Parsing uses libyaml's C parser when PyYAML has it (several times faster) and PyYAML's pure-Python
 parser otherwise. Both produce the same events and marks; a file with a syntax error is parsed
@@ -50,6 +50,13 @@ _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "time
 # `$${` is a literal `${`; `${...}` a placeholder; a lone `${` one that is never closed.
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"var\.([A-Za-z_][A-Za-z0-9_-]*)")
+# In a flow collection (`{served_entity_name: a, traffic_percentage: ${var.pct}}`) YAML reads the
+# braces of `${...}` as flow indicators. Before parsing, each placeholder's braces become two
+# private-use characters (one character each: every line and column stays where it was), which the
+# composer turns back into braces in every scalar; a file that already holds them is left as it is.
+_BRACED = re.compile(r"\$\{([^}\n]*)\}")
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_RESTORE = str.maketrans({_OPEN: "{", _CLOSE: "}"})
 
 _PURE_LOADER: type = yaml.SafeLoader
 _FAST_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
@@ -129,10 +136,11 @@ class _Composer:
     the rest of a hostile file is never even parsed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, braced: bool = False) -> None:
         self.resolver = yaml.resolver.Resolver()
+        self.braced = braced  # the text's placeholders were protected (`_BRACED`): put their braces back
 
-    def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node | None]:
+    def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node]:
         stream = iter(events)
         next(stream)  # StreamStartEvent
         for event in stream:
@@ -142,7 +150,9 @@ class _Composer:
             yield self._document(stream)
             next(stream)
 
-    def _document(self, stream: Iterator[yaml.Event]) -> Node:
+    def _document(self, stream: Iterator[Any]) -> Node:
+        # `stream` holds PyYAML's events, dispatched below on their exact class (`kind is ...`),
+        # which a type checker does not narrow on: they are `Any` here.
         anchors: dict[str, Node] = {}
         stack: list[list[Any]] = []  # [collection node, pending mapping key or None]
         count = 0
@@ -155,11 +165,12 @@ class _Composer:
                     return node
                 continue  # attached to its parent when it started
             elif kind is AliasEvent:
-                node = anchors.get(event.anchor)  # type: ignore[assignment]
-                if node is None:
+                aliased = anchors.get(event.anchor)
+                if aliased is None:
                     raise _Refused(problem=f"alias '*{event.anchor}' names no anchor defined before it; define "
                                            f"'&{event.anchor}' first, or write the value out",
                                    problem_mark=event.start_mark)
+                node = aliased
             else:
                 count += 1
                 if len(stack) > MAX_DEPTH:
@@ -178,8 +189,8 @@ class _Composer:
                 if kind is ScalarEvent:
                     if tag is None or tag == "!":
                         tag = self.resolver.resolve(ScalarNode, event.value, event.implicit)
-                    node = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                      style=event.style or None)
+                    value = event.value.translate(_RESTORE) if self.braced else event.value
+                    node = ScalarNode(tag, value, event.start_mark, event.end_mark, style=event.style or None)
                 else:
                     node_class = SequenceNode if kind is SequenceStartEvent else MappingNode
                     assert kind is SequenceStartEvent or kind is MappingStartEvent
@@ -268,7 +279,8 @@ class _DocumentBuilder:
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any] | None:
         assert self.doc is not None
         if node.tag != _CORE + "map":
-            return self._bad_tag(node, loc)
+            self._bad_tag(node, loc)
+            return None
         result: dict[str, Any] = {}
         first_seen: dict[str, Position] = {}
         for key_node, value_node in node.value:
@@ -398,7 +410,7 @@ def _yaml_error_problem(path: str, text: str, exc: yaml.YAMLError) -> Problem:
         return Problem(message, path=path, line=line, col=col)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).translate(_RESTORE)
     if isinstance(exc, _Refused):
         return Problem(problem, path=path, line=line, col=col)
     context = getattr(exc, "context", None) or ""
@@ -426,8 +438,11 @@ def _yaml_error_problem(path: str, text: str, exc: yaml.YAMLError) -> Problem:
 def _read(path: str, text: str, loader: type, variables: Mapping[str, str] | None,
           problems: list[Problem]) -> tuple[list[SourceDocument], yaml.YAMLError | None]:
     documents: list[SourceDocument] = []
+    braced = "${" in text and _OPEN not in text and _CLOSE not in text
+    if braced:
+        text = _BRACED.sub(lambda m: f"${_OPEN}{m[1]}{_CLOSE}", text)
     try:
-        for index, root in enumerate(_Composer().documents(yaml.parse(text, Loader=loader))):
+        for index, root in enumerate(_Composer(braced=braced).documents(yaml.parse(text, Loader=loader))):
             if index == MAX_DOCUMENTS_PER_FILE:
                 raise _Refused(problem=f"file holds more than {MAX_DOCUMENTS_PER_FILE} documents; split it into "
                                        "several files", problem_mark=root.start_mark)

@@ -196,8 +196,27 @@ def test_no_wait_sends_the_update_and_leaves_linked_aliases(seeded_workspace, tm
     ws.set_update_seconds(5)
     ws.reset_requests()
     result = run(ws, "apply", write(tmp_path, docs), "--auto-approve", "--no-wait")
-    assert result.code == 1  # the alias move was not done: the run says so
-    assert "--no-wait" in result.out and writes(ws) == [CONFIG_PUT]
+    # The alias move was not done, as --no-wait says: not a failure, and the run says so distinctly.
+    assert result.code == 0, result.out + result.err
+    assert writes(ws) == [CONFIG_PUT]
+    lines = result.out.splitlines()
+    assert any(line.startswith("  sent       serving_endpoint.support-agent: update_config(") and
+               line.endswith(" | the update was sent, not waited for (--no-wait)") for line in lines)
+    assert "  not waited registered_model.main.agents.support_agent: no write needed | set_alias(champion → 4) " \
+           "not done: serving_endpoint.support-agent not waited for (--no-wait); run apply again once it serves " \
+           "the new version" in lines
+    assert "Apply complete: 1 applied, 0 failed, 0 not applied, 1 not waited for (--no-wait: run apply again to " \
+           "finish)." in lines
+    assert "Apply failed" not in result.out
+
+    # What --no-wait does not excuse still fails: an update that was refused (a read-only token).
+    ws.set_update_seconds(0)
+    model(docs)["spec"]["aliases"]["champion"] = 3
+    endpoint(docs)["spec"]["tags"]["team"] = "cx"
+    ws.add_token("reader", read_only=True)
+    failed = run(ws, "apply", write(tmp_path, docs), "--auto-approve", "--no-wait", "--no-lock",
+                 env={"DATABRICKS_TOKEN": "reader"})
+    assert failed.code == 1 and "Apply failed" in failed.out and "not waited" not in failed.out
 
 
 def test_faults_still_converge_without_duplicate_writes(seeded_workspace, tmp_path):

@@ -1,13 +1,16 @@
-"""The GitHub Actions recipe (examples/github-actions/), run as GitHub would run it.
+"""The GitHub Action (action.yml) and the workflows that use it (examples/github-actions/), run as
+GitHub would run them.
 
-Each test reads a workflow file, takes a step's `run:` shell exactly as written, fills its `env:`
-from the workflow's expressions (secrets, vars, github, inputs, earlier steps' outputs) and runs
-it with `bash -eo pipefail` in a checkout laid out as the recipe's README says, against a local
-workspace (real CLI, real databricks-sdk, real HTTP). What the test provides is only what a runner
-provides: GITHUB_* variables, step outputs and summary files, and `gh`, the GitHub CLI, which is a
-stub here (a small fake of the few REST routes the scripts use, recording every call).
+Each test reads a workflow file, evaluates the `with:` and `env:` of its reconciler step (secrets,
+vars, github, inputs), then runs the action's steps from action.yml as GitHub runs a composite
+action: each step's `if:` evaluated, each `run:` shell exactly as written, with its `env:` filled
+from the action's inputs and earlier steps' outputs, with `bash -eo pipefail` in a checkout laid
+out as the recipe's README says, against a local workspace (real CLI, real databricks-sdk, real
+HTTP). What the test provides is only what a runner provides: GITHUB_* variables (GITHUB_ACTION_PATH
+is this repository), step outputs and summary files, the artifact upload (a copy), and `gh`, the
+GitHub CLI, which is a stub here (a small fake of the few REST routes the scripts use, recording
+every call). The package install and Python set-up are the runner's: this test's environment.
 """
-
 from __future__ import annotations
 
 import json
@@ -26,6 +29,7 @@ from databricks.sdk.service.serving import EndpointTag
 from harness import ROOT, SEED, base_documents, endpoint, run, write
 
 RECIPE = ROOT / "examples" / "github-actions"
+ACTION = ROOT / "action.yml"
 WORKFLOWS = RECIPE / "workflows"
 BIN = Path(sys.executable).parent
 TOKEN = "dapi-ci-recipe-secret-0123456789"  # must never appear in any output
@@ -189,8 +193,98 @@ class StepResult:
 
 
 @dataclass
+class ActionRun:
+    """One run of the action (action.yml) as a workflow's step: the steps that ran, by id."""
+
+    steps: dict[str, StepResult]
+    skipped: list[str]
+    outputs: dict[str, str]  # the action's outputs
+    artifacts: dict[str, Path]  # what `actions/upload-artifact` would have uploaded, by name
+
+    def __getitem__(self, step_id: str) -> StepResult:
+        assert step_id in self.steps, f"step {step_id} did not run (skipped: {self.skipped})"
+        return self.steps[step_id]
+
+    @property
+    def code(self) -> int:
+        return 1 if any(s.code for s in self.steps.values()) else 0
+
+    @property
+    def summary(self) -> str:
+        return "".join(s.summary for s in self.steps.values())
+
+
+def lookup(contexts: dict[str, Any], path: str) -> Any:
+    head, *parts = path.split(".")
+    assert head in contexts, f"no context {head}"
+    if head == "secrets":
+        assert parts[0] in contexts["secrets"], f"the test gives no secret {parts[0]}"
+    if head == "inputs" and "action" in contexts:
+        assert parts[0] in contexts["action"], f"action.yml has no input {parts[0]}"
+    value: Any = contexts[head]
+    for i, part in enumerate(parts):
+        if head == "steps" and i == 0:
+            assert part in value, f"no step with id {part}"
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def expression(text: Any, contexts: dict[str, Any]) -> str:
+    """`${{ ... }}` inside a value: each expression evaluated (see `evaluate`), as a string."""
+    def one(match: re.Match[str]) -> str:
+        value = evaluate(match[1], contexts)
+        return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    return re.sub(r"\$\{\{(.*?)\}\}", one, str(text))
+
+
+TOKENS = re.compile(r"\s*(?:(?P<str>'[^']*')|(?P<op>==|!=|&&|\|\||!|\(|\))|(?P<fn>(?:success|failure|always|cancelled)\(\))"
+                    r"|(?P<bool>true|false)\b|(?P<path>[A-Za-z_][\w.-]*))")
+
+
+def evaluate(expr: str, contexts: dict[str, Any], status: str = "success") -> Any:
+    """The subset of GitHub's expression language the workflows and action.yml use: context paths,
+    'strings', true/false, ==, !=, !, && and || (which yield an operand, as in GitHub), parentheses
+    and the status functions."""
+    python, pos, text = [], 0, expr.strip()
+    names: dict[str, Any] = {}
+    while pos < len(text):
+        m = TOKENS.match(text, pos)
+        assert m and m.end() > pos, f"expression not understood at {text[pos:]!r}"
+        pos = m.end()
+        if m["str"]:
+            python.append(repr(m["str"][1:-1]))
+        elif m["op"]:
+            python.append({"==": "==", "!=": "!=", "&&": " and ", "||": " or ", "!": " not ", "(": "(", ")": ")"}[m["op"]])
+        elif m["fn"]:
+            fn = m["fn"][:-2]
+            python.append(repr({"success": status == "success", "failure": status == "failure", "always": True,
+                                "cancelled": False}[fn]))
+        elif m["bool"]:
+            python.append(m["bool"].title())
+        else:
+            value = lookup(contexts, m["path"])
+            names[f"v{len(names)}"] = value
+            python.append(f"v{len(names) - 1}")
+    return eval("".join(python), {"__builtins__": {}}, names)  # noqa: S307 (test-only, tokens checked above)
+
+
+def condition(step: dict[str, Any], contexts: dict[str, Any], status: str) -> bool:
+    """Whether a step runs: its `if:` (with `${{ }}` or without), implicitly `success() && ...`
+    unless it calls a status function."""
+    text = str(step.get("if", "success()")).strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2]
+    if not re.search(r"\b(success|failure|always|cancelled)\(\)", text):
+        text = f"success() && ({text})"
+    return bool(evaluate(text, contexts, status))
+
+
+@dataclass
 class Job:
-    """One run of one job of a workflow: its steps share a checkout, outputs and contexts."""
+    """One run of one job of a workflow, whose one `run` is the reconciler action: the workflow's
+    `with:` and `env:` evaluated, then each step of action.yml in order, as GitHub runs a
+    composite action (its `if:`, step outputs and outcomes, GITHUB_ACTION_PATH)."""
 
     workflow: str
     checkout: Path
@@ -199,43 +293,57 @@ class Job:
     context: dict[str, Any]  # the `github` context: sha, event, ...
     inputs: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=dict)  # edits to the workflow's own env, as a user would make
-    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # `with:` inputs a user would add or change
     runner_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.doc = yaml.safe_load((WORKFLOWS / self.workflow).read_text(encoding="utf-8"))
         (self.job_id, self.job), = self.doc["jobs"].items()
-        self.steps = {s["id"]: s for s in self.job["steps"] if "id" in s}
-        for key in self.settings:
-            assert key in self.doc["env"], f"{key} is not a setting of {self.workflow}"
+        [self.step] = [s for s in self.job["steps"] if str(s.get("uses", "")).endswith("/reconciler@v1")]
 
-    def expression(self, text: str) -> str:
-        """`${{ ... }}` the way the workflows use it: a context path, optionally `== true`."""
-        def evaluate(match: re.Match[str]) -> str:
-            expr, compare = match[1].strip(), None
-            if expr.endswith(" == true"):
-                expr, compare = expr[: -len(" == true")], True
-            head, *path = expr.split(".")
-            contexts = {"secrets": self.secrets, "vars": self.vars, "github": self.context, "inputs": self.inputs,
-                        "steps": {sid: {"outputs": self.outputs.get(sid, {})} for sid in self.steps}}
-            if head == "secrets":
-                assert path[0] in self.secrets, f"the test gives no secret {path[0]}"
-            value: Any = contexts[head]
-            for i, part in enumerate(path):
-                if head == "steps" and i == 0:
-                    assert part in value, f"no step with id {part}"
-                value = value.get(part) if isinstance(value, dict) else None
-            if compare is not None:
-                return "true" if value is True or value == "true" else "false"
-            return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    def run(self) -> ActionRun:
+        action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+        assert action["runs"]["using"] == "composite"
+        workflow = {"secrets": self.secrets, "vars": self.vars, "github": self.context, "inputs": self.inputs}
+        given = {**self.step.get("with", {}), **self.settings}
+        assert set(given) <= set(action["inputs"]), f"not inputs of action.yml: {set(given) - set(action['inputs'])}"
+        inputs = {name: expression(given[name] if name in given else spec.get("default", ""), workflow)
+                  for name, spec in action["inputs"].items()}
+        step_env = {key: expression(value, workflow) for key, value in self.step.get("env", {}).items()}
+        done: dict[str, StepResult] = {}
+        steps: dict[str, dict[str, str]] = {s["id"]: {"outputs": {}, "outcome": ""} for s in action["runs"]["steps"]
+                                             if "id" in s}
+        contexts = {"inputs": inputs, "action": action["inputs"], "github": self.context, "steps": steps}
+        skipped, artifacts, status = [], {}, "success"
+        for index, step in enumerate(action["runs"]["steps"]):
+            sid = step.get("id", f"step{index}")
+            if not condition(step, contexts, status) or sid == "install":  # the package is already installed here
+                skipped.append(sid)
+                if sid in steps:
+                    steps[sid]["outcome"] = "skipped"
+                continue
+            if "uses" in step:
+                with_ = {key: expression(value, contexts) for key, value in step.get("with", {}).items()}
+                if step["uses"].startswith("actions/upload-artifact@"):
+                    artifacts[with_["name"]] = self.upload(with_["name"], self.checkout / with_["path"])
+                continue  # actions/setup-python: the runner's Python is this test's
+            env = {**step_env, **{key: expression(value, contexts) for key, value in step.get("env", {}).items()}}
+            result = self.run_step(sid, step, env)
+            done[sid] = result
+            steps[sid].update(outputs=result.outputs, outcome="success" if result.code == 0 else "failure")
+            if result.code:
+                status = "failure"
+        outputs = {name: expression(spec["value"], contexts) for name, spec in action.get("outputs", {}).items()}
+        return ActionRun(done, skipped, outputs, artifacts)
 
-        return re.sub(r"\$\{\{(.*?)\}\}", evaluate, str(text))
+    def upload(self, name: str, path: Path) -> Path:
+        kept = self.checkout.parent / "artifacts" / f"{name}-{len(list(self.checkout.parent.glob('artifacts/*')))}"
+        shutil.copytree(path, kept)
+        return kept
 
-    def run(self, step_id: str, **extra: str) -> StepResult:
-        step = self.steps[step_id]
+    def run_step(self, step_id: str, step: dict[str, Any], step_env: dict[str, str]) -> StepResult:
         assert "${{" not in step["run"], "inputs reach the shell through env:, never spliced into the script"
-        assert self.doc["defaults"]["run"]["shell"] == "bash"
+        assert step["shell"] == "bash"
         runner = self.checkout.parent / f"runner-{step_id}"
         runner.mkdir(exist_ok=True)
         output, summary = runner / "output", runner / "summary.md"
@@ -245,17 +353,14 @@ class Job:
                "GH_STUB_DIR": str(self.github.dir), "CI": "true", "GITHUB_ACTIONS": "true",
                "GITHUB_REPOSITORY": REPO, "GITHUB_SHA": self.context["sha"], "GITHUB_RUN_ID": "4242",
                "GITHUB_SERVER_URL": "https://github.com", "GITHUB_WORKSPACE": str(self.checkout),
-               "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_TEMP": str(runner),
-               **self.runner_env}
-        for scope in (self.doc.get("env", {}), self.settings, self.job.get("env", {}), step.get("env", {})):
-            env.update({key: self.expression(value) for key, value in scope.items()})
-        env.update(extra)
+               "GITHUB_ACTION_PATH": str(ROOT), "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+               "RUNNER_TEMP": str(runner), **self.runner_env, **step_env}
         script = runner / "step.sh"
         script.write_text(step["run"], encoding="utf-8")
+        # GitHub runs a `shell: bash` step as `bash --noprofile --norc -eo pipefail {0}`.
         done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=self.checkout,
                               env=env, capture_output=True, text=True, timeout=120)
         outputs = dict(line.split("=", 1) for line in output.read_text(encoding="utf-8").splitlines() if "=" in line)
-        self.outputs[step_id] = outputs
         result = StepResult(done.returncode, done.stdout, done.stderr, outputs, summary.read_text(encoding="utf-8"))
         seen = result.out + result.err + result.summary + json.dumps(outputs) + json.dumps(self.github.calls())
         assert TOKEN not in seen, f"step {step_id} printed the workspace token"
@@ -271,7 +376,6 @@ class Recipe:
         self.checkout = tmp / "repo"
         (self.checkout / ".github").mkdir(parents=True)
         shutil.copytree(WORKFLOWS, self.checkout / ".github" / "workflows")
-        shutil.copytree(RECIPE / "scripts", self.checkout / ".github" / "reconciler")
         self.documents = base_documents()
         self.write_manifests()
         self.github = FakeGitHub(tmp / "gh")
@@ -295,9 +399,8 @@ class Recipe:
 
     def merge(self, sha: str, **options: Any) -> tuple[StepResult | None, StepResult]:
         """The apply workflow on a push to main: fetch the reviewed plan (unless asked not to), apply."""
-        job = self.job("reconciler-apply.yml", sha=sha, **options)
-        fetched = None if job.inputs.get("fresh-plan") else job.run("reviewed")
-        return fetched, job.run("apply")
+        run = self.job("reconciler-apply.yml", sha=sha, **options).run()
+        return run.steps.get("reviewed"), run["apply"]
 
     def deployed(self) -> None:
         """The example manifests applied (as a laptop would), then the request log cleared."""
@@ -329,34 +432,51 @@ def shift_traffic(recipe: Recipe, champion: int) -> None:
 
 # ---- the workflows themselves ----------------------------------------------------------------------
 
-def test_workflows_validate_against_the_github_workflow_schema():
-    """check-jsonschema ships the schema (pinned in the dev extra): nothing is fetched."""
+def test_the_action_and_workflows_validate_against_githubs_schemas():
+    """check-jsonschema ships the schemas (pinned in the dev extra): nothing is fetched."""
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
     assert [Path(f).name for f in files] == ["reconciler-apply.yml", "reconciler-drift.yml", "reconciler-pr.yml"]
-    done = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
+    for schema, checked in (("vendor.github-workflows", files), ("vendor.github-actions", [str(ACTION)])):
+        done = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, *checked],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_workflows_use_the_action_and_copy_no_steps():
+    for workflow in WORKFLOWS.glob("*.yml"):
+        doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+        steps = [s for job in doc["jobs"].values() for s in job["steps"]]
+        assert [s.get("uses", "").split("@")[0].split("/")[-1] for s in steps] == ["checkout", "reconciler"], workflow
+        assert not any("run" in s for s in steps), workflow
+
+
+def test_an_unknown_command_fails_the_action_at_once(recipe):
+    run = recipe.job("reconciler-drift.yml", sha="0a" * 20, settings={"command": "destroy"}).run()
+    assert run.code == 1 and list(run.steps) == ["command"]
+    assert "command: 'destroy' is not one of validate, plan, apply, drift" in run["command"].out
 
 
 def test_every_shell_step_is_exercised_here():
     """A new `run:` step without a test fails this; only the package install is not run here."""
-    tested = {"reconciler-pr.yml": {"validate", "plan", "comment"}, "reconciler-apply.yml": {"reviewed", "apply"},
-              "reconciler-drift.yml": {"plan", "issue"}}
-    for workflow, ids in tested.items():
-        doc = yaml.safe_load((WORKFLOWS / workflow).read_text(encoding="utf-8"))
-        steps = [s for job in doc["jobs"].values() for s in job["steps"] if "run" in s]
-        assert {s.get("id") for s in steps} == ids | {"install"}, workflow
-        assert all("${{" not in s["run"] for s in steps)
+    tested = {"command", "validate", "plan", "comment", "reviewed", "apply", "issue"}
+    steps = [s for s in yaml.safe_load(ACTION.read_text(encoding="utf-8"))["runs"]["steps"] if "run" in s]
+    assert {s.get("id") for s in steps} == tested | {"install"}
+    assert all("${{" not in s["run"] for s in steps)
 
 
-def test_secrets_only_reach_the_steps_that_talk_to_the_workspace():
+def test_secrets_only_reach_the_action_and_the_github_token_only_its_github_steps():
     for workflow in WORKFLOWS.glob("*.yml"):
         doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
         assert "secrets." not in json.dumps(doc.get("env", {})), workflow.name
         for job in doc["jobs"].values():
             for step in job["steps"]:
                 if "secrets." in json.dumps(step):
-                    assert step.get("id") in ("plan", "apply"), (workflow.name, step.get("id"))
+                    assert step.get("id") == "reconciler" and "secrets." not in json.dumps(step.get("with")), workflow
+    action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    assert "secrets." not in json.dumps(action) and "DATABRICKS_" not in json.dumps(action["runs"])
+    for step in action["runs"]["steps"]:
+        if "GH_TOKEN" in step.get("env", {}):
+            assert step["id"] in ("comment", "issue", "reviewed"), step["id"]
 
 
 # ---- pull request, then merge ----------------------------------------------------------------------
@@ -365,14 +485,14 @@ def test_pull_request_plan_is_commented_once_and_applied_exactly_on_merge(recipe
     recipe.deployed()
     shift_traffic(recipe, 50)
 
-    job = recipe.pull_request(7, head="a1" * 20)
-    assert job.run("validate").code == 0
-    plan = job.run("plan")
-    assert (plan.code, plan.outputs["exitcode"]) == (0, "2")  # changes are not a failure
+    run = recipe.pull_request(7, head="a1" * 20).run()
+    assert run["validate"].code == 0
+    plan = run["plan"]
+    assert (plan.code, plan.outputs["exitcode"], run.outputs["exitcode"]) == (0, "2", "2")  # changes: no failure
     # Unchanged: the model, and the challenger's logged agent (registered as version 4 already).
     assert "Plan: 1 to update; 2 unchanged." in plan.summary
-    comment = job.run("comment")
-    assert comment.code == 0, comment.err
+    assert run["comment"].code == 0, run["comment"].err
+    assert run.code == 0 and set(run.artifacts) == {"reconciler-plan"}
 
     state = recipe.github.state()
     [posted] = state["comments"]
@@ -389,9 +509,8 @@ def test_pull_request_plan_is_commented_once_and_applied_exactly_on_merge(recipe
     # Another push to the pull request: the same comment is edited, not a second one posted.
     endpoint(recipe.documents)["spec"]["tags"]["team"] = "cx"
     recipe.write_manifests()
-    job = recipe.pull_request(7, head="b2" * 20)
-    assert job.run("plan").outputs["exitcode"] == "2"
-    assert job.run("comment").code == 0
+    run = recipe.pull_request(7, head="b2" * 20).run()
+    assert run.outputs["exitcode"] == "2" and run["comment"].code == 0
     state = recipe.github.state()
     [edited] = state["comments"]
     assert edited["id"] == posted["id"] and 'tags[team]: "support" → "cx"' in edited["body"]
@@ -400,8 +519,8 @@ def test_pull_request_plan_is_commented_once_and_applied_exactly_on_merge(recipe
     assert recipe.workspace_writes() == []  # planning never writes
 
     # Merge: the apply workflow finds the pull request's run, downloads its plan and applies exactly it.
-    artifact = recipe.tmp / "artifact"
-    shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
+    artifact = run.artifacts["reconciler-plan"]
+    assert {p.name for p in artifact.iterdir()} >= {"plan.json", "plan.md", "manifests.sha256"}
     recipe.github.merged(commit="c3" * 20, pr=7, head="b2" * 20, plan_dir=artifact, run_id=555)
     fetched, applied = recipe.merge("c3" * 20)
     assert fetched.outputs == {"pr": "7", "run": "555"}
@@ -430,17 +549,15 @@ def test_a_push_without_a_pull_request_applies_a_fresh_plan(recipe):
 def test_a_stale_reviewed_plan_is_refused_or_planned_again(recipe):
     recipe.deployed()
     shift_traffic(recipe, 70)
-    job = recipe.pull_request(8, head="e5" * 20)
-    assert job.run("plan").outputs["exitcode"] == "2"
-    artifact = recipe.tmp / "artifact"
-    shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
-    recipe.github.merged(commit="f6" * 20, pr=8, head="e5" * 20, plan_dir=artifact, run_id=556)
+    run = recipe.pull_request(8, head="e5" * 20).run()
+    assert run.outputs["exitcode"] == "2"
+    recipe.github.merged(commit="f6" * 20, pr=8, head="e5" * 20, plan_dir=run.artifacts["reconciler-plan"], run_id=556)
 
     # Someone changes the endpoint by hand between review and merge.
     recipe.ws.client().serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="oncall", value="alice")])
     recipe.ws.reset_requests()
 
-    _, refused = recipe.merge("f6" * 20, settings={"RECONCILER_ON_STALE": "fail"})
+    _, refused = recipe.merge("f6" * 20, settings={"on-stale": "fail"})
     assert refused.code == 1
     assert "the saved plan is stale" in refused.out
     assert "**Nothing was applied**: the workspace changed since #8 was planned" in refused.summary
@@ -457,10 +574,9 @@ def test_a_plan_of_other_manifests_is_not_applied(recipe):
     """Main moved on after the pull request was planned: its saved plan is not what main says."""
     recipe.deployed()
     shift_traffic(recipe, 60)
-    assert recipe.pull_request(9, head="a7" * 20).run("plan").outputs["exitcode"] == "2"
-    artifact = recipe.tmp / "artifact"
-    shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
-    recipe.github.merged(commit="b8" * 20, pr=9, head="a7" * 20, plan_dir=artifact, run_id=557)
+    run = recipe.pull_request(9, head="a7" * 20).run()
+    assert run.outputs["exitcode"] == "2"
+    recipe.github.merged(commit="b8" * 20, pr=9, head="a7" * 20, plan_dir=run.artifacts["reconciler-plan"], run_id=557)
     endpoint(recipe.documents)["spec"]["tags"]["team"] = "cx"  # merged to main by another pull request
     recipe.write_manifests()
 
@@ -485,10 +601,10 @@ def test_a_reader_plans_for_the_deployer_which_applies_it(recipe):
         job = recipe.pull_request(number, head=head)
         job.vars.update(settings)
         job.runner_env["DATABRICKS_TOKEN"] = "ci-reader-token"
-        assert job.run("plan").outputs["exitcode"] == "2"
-        artifact = recipe.tmp / f"artifact-{number}"
-        shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
-        recipe.github.merged(commit=merged, pr=number, head=head, plan_dir=artifact, run_id=600 + number)
+        run = job.run()
+        assert run.outputs["exitcode"] == "2"
+        recipe.github.merged(commit=merged, pr=number, head=head, plan_dir=run.artifacts["reconciler-plan"],
+                             run_id=600 + number)
         ws.reset_requests()
         _, applied = recipe.merge(merged, vars=dict(settings))
         if not settings:
@@ -510,17 +626,16 @@ def test_the_plans_variables_reach_apply_too(recipe):
     recipe.write_manifests()
     (recipe.checkout / "vars.yaml").write_text("team: cx\n", encoding="utf-8")
     job = recipe.pull_request(15, head="e1" * 20)
-    job.runner_env["RECONCILER_VAR_FILE"] = "vars.yaml"
-    assert job.run("plan").outputs["exitcode"] == "2"
+    job.settings["var-file"] = "vars.yaml"
+    run = job.run()
+    assert run.outputs["exitcode"] == "2"
     assert json.loads((recipe.checkout / "reconciler-plan" / "plan.json").read_text())["source"]["variables"] == \
         ["team"]
-    artifact = recipe.tmp / "artifact"
-    shutil.copytree(recipe.checkout / "reconciler-plan", artifact)
-    recipe.github.merged(commit="e2" * 20, pr=15, head="e1" * 20, plan_dir=artifact, run_id=615)
-    apply = recipe.job("reconciler-apply.yml", sha="e2" * 20)
-    apply.runner_env["RECONCILER_VAR_FILE"] = "vars.yaml"
-    assert apply.run("reviewed").outputs["pr"] == "15"
-    applied = apply.run("apply")
+    recipe.github.merged(commit="e2" * 20, pr=15, head="e1" * 20, plan_dir=run.artifacts["reconciler-plan"],
+                         run_id=615)
+    run = recipe.job("reconciler-apply.yml", sha="e2" * 20, settings={"var-file": "vars.yaml"}).run()
+    assert run.outputs["pr"] == "15"
+    applied = run["apply"]
     assert applied.code == 0, applied.out + applied.err
     assert "Applied the plan reviewed on #15" in applied.summary and "::warning" not in applied.out
     assert recipe.workspace_writes() == [("PATCH", "/api/2.0/serving-endpoints/support-agent/tags")]
@@ -531,14 +646,14 @@ def test_the_plans_variables_reach_apply_too(recipe):
 def test_invalid_manifests_are_annotated_where_they_are_wrong(recipe):
     endpoint(recipe.documents)["spec"]["traffic_config"]["routes"][0]["traffic_percentage"] = 95
     recipe.write_manifests()
-    job = recipe.pull_request(10, head="c9" * 20)
-    result = job.run("validate")
-    assert result.code == 1
+    run = recipe.pull_request(10, head="c9" * 20).run()
+    result = run["validate"]
+    assert result.code == 1 and run.code == 1
     annotations = [line for line in result.out.splitlines() if line.startswith("::error ")]
     assert annotations and all(re.match(r"::error file=manifests/support-agent\.yaml,line=\d+,col=\d+,"
                                         r"title=reconciler validate::\S", a) for a in annotations)
-    # The plan step is skipped; the comment step still runs and shows the problems.
-    assert job.run("comment").code == 0
+    # The plan step and the upload are skipped; the comment step still runs and shows the problems.
+    assert "plan" in run.skipped and run.artifacts == {} and run["comment"].code == 0
     state = recipe.github.state()
     [posted] = state["comments"]
     assert "### reconciler: the manifests are not valid" in posted["body"]
@@ -549,10 +664,11 @@ def test_invalid_manifests_are_annotated_where_they_are_wrong(recipe):
 def test_a_failed_plan_fails_the_check_and_says_why_on_the_pull_request(recipe):
     job = recipe.pull_request(11, head="d0" * 20)
     job.runner_env["DATABRICKS_TOKEN"] = "dapi-revoked"  # e.g. a service principal secret that expired
-    plan = job.run("plan")
-    assert (plan.code, plan.outputs["exitcode"]) == (1, "1")
+    run = job.run()
+    plan = run["plan"]
+    assert (plan.code, plan.outputs["exitcode"], run.code) == (1, "1", 1)
     [error] = [line for line in plan.out.splitlines() if line.startswith("::error title=reconciler plan::")]
-    assert job.run("comment").code == 0
+    assert run["comment"].code == 0 and run.artifacts == {}
     state = recipe.github.state()
     [posted] = state["comments"]
     assert posted["body"].startswith("<!-- reconciler-plan:default -->\n### reconciler plan failed\n")
@@ -567,10 +683,10 @@ def test_nightly_drift_keeps_one_issue_open_until_the_workspace_matches_again(re
     recipe.deployed()
 
     def nightly() -> tuple[StepResult, StepResult]:
-        job = recipe.job("reconciler-drift.yml", sha="f1" * 20)
-        plan = job.run("plan")
-        assert plan.code == 0, plan.err
-        return plan, job.run("issue")
+        run = recipe.job("reconciler-drift.yml", sha="f1" * 20).run()
+        assert run["plan"].code == 0, run["plan"].err
+        assert "validate" in run.skipped and "comment" in run.skipped and run.artifacts == {}
+        return run["plan"], run["issue"]
 
     recipe.ws.client().serving_endpoints.patch("support-agent", add_tags=[EndpointTag(key="team", value="platform")])
     plan, issue = nightly()

@@ -20,7 +20,7 @@ from harness import MODEL, ROOT, run, write, writes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.export import scalar
+from reconciler.export.commented_yaml import scalar
 from reconciler.manifests.yamlsource import read_documents
 
 SEED = ROOT / "tests" / "seeds" / "support_agent.yaml"
@@ -505,7 +505,9 @@ def test_any_key_loads_back_as_itself(key):
 def test_foundation_model_endpoints():
     """Pay-per-token endpoints (served entities with `foundation_model`, which the local workspace
     cannot create): counted in one warning with --all-endpoints, a failure when asked for by name."""
-    from reconciler.export import ExportOptions, LiveObjects, export_objects
+    from reconciler.export.convert import export_objects
+    from reconciler.export.documents import ExportOptions
+    from reconciler.export.read import LiveObjects
 
     api = {"name": "databricks-claude", "id": "1", "creator": "system", "state": {"config_update": "NOT_UPDATING"},
            "config": {"served_entities": [{"name": "databricks-claude",
@@ -520,7 +522,7 @@ def test_foundation_model_endpoints():
         "serving_endpoint.databricks-claude: not exported: served entity 'databricks-claude' is a Databricks "
         "foundation model (claude), which manifests cannot describe yet (see endpoints/databricks-claude.unsupported.txt)"]
     assert list(asked.notes) == ["endpoints/databricks-claude.unsupported.txt"]
-    from reconciler.export import unsupported_reasons
+    from reconciler.export.endpoints import unsupported_reasons
 
     assert unsupported_reasons({"name": "old", "config": {"served_models": [{"model_name": "m"}]}}) == [
         "its config lists no served_entities (an endpoint from the served_models era?)"]

@@ -1,6 +1,6 @@
 # Sourced by every reconciler CI script: strict mode, the settings, and small GitHub helpers.
 #
-# Settings (environment variables; the workflows set them once at the top):
+# Settings (environment variables that action.yml sets from its inputs):
 #   RECONCILER_PATHS       manifest files or directories, space-separated (default: manifests)
 #   RECONCILER_VAR_FILE    a --var-file for validate and plan (optional; RECONCILER_VAR_<name> work too)
 #   RECONCILER_PRUNE       "true": plan (and so apply) deletes managed endpoints gone from the manifests

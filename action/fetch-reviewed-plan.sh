@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Finds the pull request that was merged as $GITHUB_SHA and downloads the plan that its last
-# successful plan run saved (the `reconciler-plan` artifact) into $RECONCILER_OUT, for apply.sh.
+# successful plan run saved (the $RECONCILER_ARTIFACT artifact) into $RECONCILER_OUT, for apply.sh.
 # A push without a pull request, a pull request without such a run, or an expired artifact leaves
 # nothing there, and apply.sh plans afresh and says why. Step outputs: pr, run, note.
 # Needs GH_TOKEN, GITHUB_REPOSITORY, GITHUB_SHA; RECONCILER_PR_WORKFLOW names the plan workflow's file.
@@ -26,7 +26,7 @@ runs=$(gh api "$repo/actions/workflows/$workflow/runs?head_sha=$head&status=succ
 run=$(jq -r '.workflow_runs[0].id // empty' <<<"$runs")
 [ -n "$run" ] || nothing "no successful $workflow run for #$pr at ${head:0:7}"
 
-if ! gh run download "$run" --repo "$GITHUB_REPOSITORY" --name reconciler-plan --dir "$out"; then
+if ! gh run download "$run" --repo "$GITHUB_REPOSITORY" --name "${RECONCILER_ARTIFACT:-reconciler-plan}" --dir "$out"; then
   rm -rf "$out"
   nothing "the plan artifact of run $run (#$pr) could not be downloaded (expired?)"
 fi
