@@ -235,13 +235,12 @@ def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[s
     from reconciler.errors import ReconcilerError
     from reconciler.render import Progress
 
+    err = fmt == "json"  # stdout holds the audit record only
     saved = load_plan(plan_file) if plan_file else None  # claims to compare, checked before any request
     if saved is not None and not paths:
         paths = tuple(saved["source"]["paths"])
-        click.echo(f"Planning again from the manifests {plan_file} was made from: {' '.join(paths)}",
-                   err=fmt == "json")
+        click.echo(f"Planning again from the manifests {plan_file} was made from: {' '.join(paths)}", err=err)
     loaded = load(paths, variables, var_files, stack)
-    err = fmt == "json"  # stdout holds the audit record only
     progress = Progress(sys.stderr if err else None)
     try:
         workspace = connect(profile, parallelism, deadline, progress)
