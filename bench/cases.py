@@ -77,7 +77,8 @@ def plan_case(*, agents: int = 200, runs: int = 5) -> list[dict[str, Any]]:
             floor_basis=f"one GET per object ({objects})", target="<= 1 GET/object + 5",
             met=lambda f, r: f <= objects + 5,
             notes="the constant: the secret scope list and key list behind the {{secrets/...}} references, "
-                  "and who is calling (SCIM Me: the deploying identity)"),
+                  "the endpoint list (managed endpoints that left the manifests), and who is calling (SCIM Me: "
+                  "the deploying identity)"),
         row("plan, no changes: writes", [float(w) for w in writes], "writes", target="0", met=lambda f, r: f == 0),
     ]
 
@@ -124,7 +125,8 @@ def apply_case(*, agents: int = 50, update_seconds: float = 5.0, runs: int = 3) 
     return [
         row(f"apply ({where}): wall time", seconds, "s", floor=update_seconds,
             floor_basis="one endpoint update (all run at once)", target="< 2x", met=lambda f, r: r < 2,
-            notes="includes the plan reads, the lock, and the 0.5 s x1.5 poll backoff overshoot"),
+            notes="includes the plan reads (twice: before the lock, and again under it), the lock, and the "
+                  "0.5 s x1.5 poll backoff overshoot"),
         row("apply: managed writes", [float(w) for w in writes], "writes", floor=expected,
             floor_basis=f"one config PUT per endpoint + one alias PUT per model ({expected})",
             target=f"exactly {expected}", met=lambda f, r: f == expected,

@@ -98,10 +98,15 @@ def manifest_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def load(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...],
          stack: str | None = None) -> Any:
-    from reconciler.manifests.loader import load_manifests
-    from reconciler.manifests.variables import collect_variables
+    from reconciler import api
 
-    return load_manifests(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
+    return api.load(paths or DEFAULT_PATHS, variables=variables, var_files=var_files, stack=stack)
+
+
+def target_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--target", "targets", multiple=True, metavar="ADDRESS",
+                        help="Only this object (an address as the plan prints it, e.g. serving_endpoint.NAME) and "
+                             "what it depends on; repeatable.")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -136,7 +141,7 @@ def checked_stack(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Stack name, for policies that match on stacks (as plan and apply use it).")
 def validate(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], stack: str | None) -> None:
     """Parse, type-check and cross-check manifests offline, and check them against policies (default: manifests/)."""
-    manifests = load(paths, variables, var_files, stack)
+    manifests = load(paths, variables, var_files, stack).manifests
     for warning in manifests.warnings:  # unknown enum values, broken warning-severity policy rules
         click.echo(str(dataclasses.replace(warning, message=f"warning: {warning.message}")), err=True)
     policies = f", {len(manifests.policies)} policy(ies)" if manifests.policies else ""
@@ -169,33 +174,29 @@ def deployer_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when no changes, 2 when there are changes.")
 @click.option("--prune", is_flag=True, help="Show deletes for managed endpoints no longer in the manifests.")
+@target_option
 @deadline_option(DEFAULT_DEADLINE)
 def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
          parallelism: int, stack: str | None, deployer: str | None, out: str | None, fmt: str, detailed_exitcode: bool,
-         prune: bool, deadline: float) -> int:
+         prune: bool, targets: tuple[str, ...], deadline: float) -> int:
     """Read the live workspace and show what apply would change."""
-    from reconciler import pipeline, render
-    from reconciler.manifests.variables import collect_variables
+    from reconciler import api
     from reconciler.render import Progress
 
-    manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
+    loaded = load(paths, variables, var_files, stack)
     progress = Progress(sys.stderr, live=False)  # retries and heartbeats; stdout holds the plan
     try:
         workspace = connect(profile, parallelism, deadline, progress)
-        the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
-                                 deployer=deployer, source=source)
+        the_plan = api.plan(loaded, client=workspace, prune=prune, deployer=deployer, targets=targets,
+                            parallelism=parallelism)
     finally:
         progress.close()
     if out:
         from reconciler.files import write_atomically
 
-        write_atomically(out, render.as_json(the_plan))
-    if fmt == "json":
-        click.echo(render.as_json(the_plan), nl=False)
-    elif fmt == "markdown":
-        click.echo(render.markdown(the_plan), nl=False)
-    else:
-        click.echo(render.text(the_plan, colour=colour()), nl=False)
+        write_atomically(out, the_plan.render("json"))
+    click.echo(the_plan.render(fmt, colour=fmt == "text" and colour()), nl=False)
+    if fmt == "text":
         if out:
             click.echo(f"Saved the plan to {out}; apply exactly it with: reconciler apply --plan {out}")
     return 2 if detailed_exitcode and the_plan.has_changes else 0
@@ -218,53 +219,70 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
               help="Hold the stack's lease file in the workspace so two applies never interleave.")
 @click.option("--lock-timeout", default="0s", show_default=True, type=Duration(zero_ok=True),
               help="How long to wait for the lock (e.g. 10m).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: the audit record of what was applied on stdout (schemas/apply.schema.json); the plan "
+                   "and progress go to stderr.")
+@target_option
 @deadline_option(None)
 def apply(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[str, ...], profile: str | None,
           parallelism: int, stack: str | None, deployer: str | None, plan_file: str | None, auto_approve: bool,
           prune: bool, allow_replace: bool, timeout: float, no_wait: bool, lock: bool, lock_timeout: float,
-          deadline: float | None) -> int:
+          fmt: str, targets: tuple[str, ...], deadline: float | None) -> int:
     """Make the workspace match the manifests (or a saved plan) with the fewest writes."""
-    from reconciler import pipeline
-    from reconciler.apply import ApplyOptions
-    from reconciler.manifests.variables import collect_variables
+    import json
+
+    from reconciler import api, pipeline
+    from reconciler.errors import ReconcilerError
     from reconciler.render import Progress
 
-    options = ApplyOptions(parallelism=parallelism, timeout_seconds=timeout, wait=not no_wait,
-                           allow_replace=allow_replace)
+    err = fmt == "json"  # stdout holds the audit record only
     saved = load_plan(plan_file) if plan_file else None  # claims to compare, checked before any request
     if saved is not None and not paths:
         paths = tuple(saved["source"]["paths"])
-        click.echo(f"Planning again from the manifests {plan_file} was made from: {' '.join(paths)}")
-    manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
-    progress = Progress()
+        click.echo(f"Planning again from the manifests {plan_file} was made from: {' '.join(paths)}", err=err)
+    loaded = load(paths, variables, var_files, stack)
+    progress = Progress(sys.stderr if err else None)
     try:
         workspace = connect(profile, parallelism, deadline, progress)
         if saved is not None:
             check_host(plan_file or "", saved, workspace.host)
-        held = None
-        try:
-            if lock:
-                from reconciler.lock import ApplyLock
+        # Planned without the lock first: nothing to apply, nothing written (not even the lease).
+        first = api.plan(loaded, client=workspace, prune=prune, deployer=deployer, targets=targets,
+                         parallelism=parallelism)
+        if saved is not None:
+            pipeline.check_saved(saved, first)  # before any write: one line per difference
+        progress.detach()
+        coloured = not err and colour()
+        click.echo(first.render("text", colour=coloured), nl=False, err=err)
+        if first.has_changes and not (auto_approve or saved is not None):
+            if not sys.stdin.isatty():
+                raise ReconcilerError("refusing to ask for confirmation without a terminal; pass --auto-approve, "
+                                      "or apply a reviewed plan with --plan FILE")
+            with _run_state().interrupts.raising():
+                confirmed = click.confirm("Apply these changes?", default=False, err=err)
+            if not confirmed:
+                click.echo("Nothing applied.", err=err)
+                return 1
 
-                held = ApplyLock(workspace, stack, timeout_seconds=lock_timeout)
-                with progress.waiting(held.path, "waiting for the apply lock"):
-                    held.acquire()  # from here on, writes are fenced by the lease (Workspace.fence)
-            the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
-                                     deployer=deployer, source=source)
-            if saved is not None:
-                pipeline.check_saved(saved, the_plan)  # before any write: one line per difference
-            return _apply(workspace, the_plan, options, progress, auto_approve=auto_approve or saved is not None)
-        finally:
-            if held is not None:
-                # Also when acquiring failed: a create whose answer was lost may have landed (the
-                # fault soak found such leases left behind in silence); release only removes a
-                # lease holding this run's token. Interrupted or not, everything this run started
-                # has returned by now (the executor waits for writes in flight), so the release's
-                # own calls must not be cancelled too.
-                workspace.cancel.clear()
-                held.release()
+        def planned_under_lock(fresh: Any) -> None:
+            if fresh.to_json() != first.to_json():  # only with --auto-approve: otherwise it must be `first`
+                click.echo("The workspace changed before the apply lock was taken; applying the plan made under "
+                           "it:\n" + fresh.render("text", colour=coloured), nl=False, err=err)
+
+        # What was reviewed (a saved plan, or the plan confirmed here) is applied exactly; with
+        # --auto-approve, what the manifests ask once the lock is held.
+        result = api.apply(first, loaded, client=workspace, exact=saved is not None or not auto_approve,
+                           allow_replace=allow_replace, wait=not no_wait, timeout_seconds=timeout, lock=lock,
+                           lock_timeout_seconds=lock_timeout, parallelism=parallelism, progress=progress,
+                           on_plan=planned_under_lock)
     finally:
         progress.close()
+    code = report(result.outcomes, err=err) if result.plan.has_changes else 0
+    if err:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    if result.lease_lost is not None:
+        raise result.lease_lost  # one line: the lease was lost, the run stopped before its next write
+    return code
 
 
 def check_host(plan_file: str, saved: dict[str, Any], host: str) -> None:
@@ -278,31 +296,6 @@ def check_host(plan_file: str, saved: dict[str, Any], host: str) -> None:
     if made != host:
         raise ReconcilerError(f"{plan_file}: made against {str(made)[:200]}, not {host}; plan again against this "
                               "workspace")
-
-
-def _apply(workspace: Any, the_plan: Any, options: Any, progress: Any, *, auto_approve: bool) -> int:
-    from reconciler import render
-    from reconciler.apply import apply_plan
-    from reconciler.errors import ReconcilerError
-
-    progress.detach()
-    click.echo(render.text(the_plan, colour=colour()), nl=False)
-    if not the_plan.has_changes:
-        return 0
-    if not auto_approve:
-        if not sys.stdin.isatty():
-            raise ReconcilerError("refusing to ask for confirmation without a terminal; pass --auto-approve, or "
-                                  "apply a reviewed plan with --plan FILE")
-        with _run_state().interrupts.raising():
-            confirmed = click.confirm("Apply these changes?", default=False)
-        if not confirmed:
-            click.echo("Nothing applied.")
-            return 1
-    outcomes, _, lease_lost = apply_plan(workspace, the_plan, options, progress)
-    code = report(outcomes)
-    if lease_lost is not None:
-        raise lease_lost  # one line: the lease was lost, the run stopped before its next write
-    return code
 
 
 def load_plan(path: str) -> dict[str, Any]:
@@ -329,21 +322,22 @@ def load_plan(path: str) -> dict[str, Any]:
         raise ReconcilerError([Problem(f"{path}: {p.message}") for p in exc.problems]) from None
 
 
-def report(outcomes: list[Any]) -> int:
+def report(outcomes: list[Any], *, err: bool = False) -> int:
     failed = [o for o in outcomes if o.status in ("failed", "skipped")]
-    click.echo("")
+    click.echo("", err=err)
     for outcome in outcomes:
         did = "; ".join(outcome.writes) or "no write needed"
         line = f"  {outcome.status:10} {outcome.address}: {did}"
-        click.echo(line + (f" | {outcome.detail}" if outcome.detail else ""))
+        click.echo(line + (f" | {outcome.detail}" if outcome.detail else ""), err=err)
     applied = sum(1 for o in outcomes if o.status in ("applied", "sent"))
     not_waited = sum(1 for o in outcomes if o.status == "not waited")
     click.echo(f"Apply {'failed' if failed else 'complete'}: {applied} applied, "
                f"{sum(1 for o in outcomes if o.status == 'failed')} failed, "
                f"{sum(1 for o in outcomes if o.status == 'skipped')} not applied"
-               + (f", {not_waited} not waited for (--no-wait: run apply again to finish)." if not_waited else "."))
+               + (f", {not_waited} not waited for (--no-wait: run apply again to finish)." if not_waited else "."),
+               err=err)
     if failed:
-        click.echo("Fix the cause and run apply again: it picks up where this run stopped.")
+        click.echo("Fix the cause and run apply again: it picks up where this run stopped.", err=err)
     return 1 if failed else 0
 
 
@@ -399,14 +393,19 @@ def export(profile: str | None, parallelism: int, stack: str | None, endpoints: 
 @click.option("--check", is_flag=True, help="Exit 1 if the file there is not what would be written.")
 def schema(out_dir: str, check: bool) -> None:
     """Write the manifests' JSON Schema (schemas/manifest.schema.json)."""
-    from reconciler.errors import ReconcilerError
-    from reconciler.schema import SCHEMA_FILE, schema_is_current, write_schema
+    from reconciler.errors import Problem, ReconcilerError
+    from reconciler.schema import SCHEMA_FILE, output_schema_problems, schema_is_current, write_schema
 
     if check:
         if not schema_is_current(out_dir):
             raise ReconcilerError(f"{os.path.join(out_dir, SCHEMA_FILE)} is stale or missing; run `reconciler schema`"
                                   " (or `make schema`) and commit the result")
+        problems, checked = output_schema_problems(out_dir)
+        if problems:
+            raise ReconcilerError([Problem(p) for p in problems])
         click.echo(f"{os.path.join(out_dir, SCHEMA_FILE)} is up to date")
+        for path in checked:
+            click.echo(f"{path} names what the code writes")
         return
     click.echo(f"wrote {write_schema(out_dir)}")
 

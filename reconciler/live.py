@@ -1,7 +1,8 @@
 """Reads the live state the manifests name, in parallel, each object once.
 
-Two rounds: first every registered model and endpoint the manifests name (plus the managed
-endpoint list with --prune and the secret scope list when secrets are referenced); then what
+Two rounds: first every registered model and endpoint the manifests name (plus the endpoint
+list, for the managed endpoints of the stack that left the manifests, which --prune deletes and
+plan otherwise mentions, and the secret scope list when secrets are referenced); then what
 depends on the first round: endpoint permissions (need the endpoint id; read when the
 manifest manages them or the endpoint will be replaced), the model versions
 that would newly be served or aliased (READY check), their MLmodel files, secret keys and
@@ -34,8 +35,8 @@ class LiveState:
     secret_scopes: set[str] | None = None
     secret_keys: dict[str, set[str] | None] = field(default_factory=dict)
     resources: dict[Key, bool] = field(default_factory=dict)
-    prunable: dict[str, dict[str, Any]] = field(default_factory=dict)
-    listed: list[dict[str, Any]] | None = None  # every endpoint, summarised (read with --prune or for alias moves)
+    prunable: dict[str, dict[str, Any]] = field(default_factory=dict)  # this stack's, gone from the manifests
+    listed: list[dict[str, Any]] | None = None  # every endpoint, summarised
     warnings: list[str] = field(default_factory=list)  # about what the workspace answered
 
     @property
@@ -87,8 +88,7 @@ def secret_references(manifests: Manifests) -> set[Key]:
     return refs
 
 
-def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int, prune: bool,
-                 stack: str | None) -> LiveState:
+def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int, stack: str | None) -> LiveState:
     """Round one: the objects themselves, each kind's (`kinds.KINDS`), and the lists they need."""
     from reconciler.kinds import KINDS
 
@@ -100,8 +100,7 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
                   for n in sorted(kind.module.names(manifests))]
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))
-    if prune:
-        calls.append((("list", ""), workspace.list_endpoints))
+    calls.append((("list", ""), workspace.list_endpoints))  # what left the manifests: pruned, or mentioned
     results = run_parallel(calls, parallelism)
     for (kind, name), value in results.items():
         if kind in live.objects:
@@ -141,13 +140,8 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
     scopes = {scope for scope, _ in secret_references(manifests)}
     calls += [(("keys", s), partial(workspace.list_secret_keys, s))
               for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]
-    if live.listed is None and alias_moves(manifests, live):  # who else serves what the aliases leave
-        calls.append((("list", ""), workspace.list_endpoints))
     results = run_parallel(calls, parallelism)
     for (kind, key), value in results.items():
-        if kind == "list":
-            live.listed = value
-            continue
         found: dict[str, dict[Any, Any]] = {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
                                             "keys": live.secret_keys}
         found[kind][key] = value

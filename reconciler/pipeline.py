@@ -14,51 +14,16 @@ and sources, or nothing is written. What runs is the new plan; nothing is taken 
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.live import read_access, read_dependencies, read_objects
-from reconciler.manifests.loader import Manifests, load_manifests
-from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions
+from reconciler.manifests.loader import Manifests
+from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions, select
 from reconciler.preflight import access_problems, manager_problems, preflight, shared_model_warnings
 from reconciler.terms import identity_principal, name_problem
 from reconciler.workspace import Workspace
-
-
-class _Recording(dict):
-    """Variables, remembering which ones the manifests looked up (those are what a plan depends on)."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self.used: set[str] = set()
-
-    def __contains__(self, name: object) -> bool:
-        self.used.add(str(name))
-        return super().__contains__(name)
-
-    def __getitem__(self, name: str) -> str:
-        self.used.add(name)
-        return str(super().__getitem__(name))
-
-
-def load(paths: Sequence[str], variables: Mapping[str, str], *,
-         stack: str | None = None) -> tuple[Manifests, Source]:
-    """Read, validate and cross-check manifest files offline, policies included (raises with every
-    problem); `stack` is what policies that match on stacks compare with. Also says what the
-    manifests were made from: the paths, the variables they use and a digest of both's contents."""
-    recording = _Recording(variables)
-    manifests = load_manifests(paths, recording, stack=stack)
-    used = sorted(n for n in recording.used if n in variables)
-    parts = []
-    for path in manifests.files:  # order-free: the same files given in another order are the same
-        with open(path, "rb") as handle:
-            parts.append(hashlib.sha256(handle.read()).hexdigest())
-    parts.sort()
-    parts += [f"{name}={hashlib.sha256(variables[name].encode()).hexdigest()}" for name in used]
-    digest = "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-    return manifests, Source(paths=list(paths), variables=used, digest=digest)
 
 
 def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str, set[str] | None]:
@@ -80,12 +45,13 @@ def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str,
 
 
 def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int,
-         deployer: str | None = None, source: Source | None = None) -> Plan:
+         deployer: str | None = None, source: Source | None = None, targets: Sequence[str] = ()) -> Plan:
     """Read what the manifests name, check it, and plan: everything `reconciler plan` does.
-    `deployer` is the identity that will apply (default: the caller)."""
+    `deployer` is the identity that will apply (default: the caller); `targets` (--target) limit
+    the plan to those objects and what they depend on (`plan.select`)."""
     from reconciler.kinds import KINDS
 
-    live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
+    live = read_objects(workspace, manifests, parallelism=parallelism, stack=stack)
     principal, groups = deploying_identity(workspace, deployer)
     written = manifests
     for kind in KINDS:  # references settled now: a version named by its source, if registered, is its number
@@ -112,6 +78,8 @@ def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune
         raise ReconcilerError(problems)
     the_plan = make_plan(manifests, live, resolved, stack=stack, prune=prune, warnings=warnings,
                          workspace_host=workspace.host, deployer=principal, source=source)
+    if targets:
+        the_plan = select(the_plan, list(targets))
     problems = manager_problems(manifests, the_plan, live)
     access = read_access(workspace, the_plan, live, principal, groups, parallelism=parallelism)
     problems += access_problems(the_plan, access)

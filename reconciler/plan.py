@@ -94,6 +94,10 @@ class Plan:
     workspace_host: str | None = None  # a saved plan applies only to the workspace it was made against
     deployer: str | None = None  # the principal that keeps CAN_MANAGE ("user_name:..."), an input of the plan
     source: Source | None = None
+    targets: list[str] = field(default_factory=list)  # --target: the plan holds these and what they depend on
+    # Endpoints tagged as this stack's that left the manifests, which --prune would delete (listed
+    # without --prune, so a plan never says "No changes" while one is still serving).
+    not_in_manifests: list[str] = field(default_factory=list)
 
     @property
     def has_changes(self) -> bool:
@@ -109,8 +113,15 @@ class Plan:
         return {"format_version": FORMAT_VERSION, "workspace_host": self.workspace_host,
                 "stack": self.stack, "prune": self.prune, "deployer": self.deployer,
                 "source": asdict(self.source) if self.source else None,
+                "targets": self.targets, "not_in_manifests": self.not_in_manifests,
                 "summary": self.summary(), "warnings": self.warnings,
                 "changes": [c.to_json() for c in self.changes]}
+
+    def render(self, fmt: str = "text", *, colour: bool = False) -> str:
+        """The plan as `reconciler plan --format FMT` prints it: "text", "markdown" or "json"."""
+        from reconciler import render
+
+        return render.rendered(self, fmt, colour=colour)
 
 
 def fingerprint(live: dict[str, Any] | None) -> str:
@@ -172,8 +183,9 @@ def make_plan(manifests: Manifests, live: Any, resolved: dict[str, list[str]], *
     for kind in KINDS:
         if kind.link is not None:
             kind.link(changes)
+    left = [] if prune else [f"serving_endpoint.{name}" for name in sorted(live.prunable)]
     return Plan(changes=changes, warnings=list(warnings or []), stack=stack, prune=prune,
-                workspace_host=workspace_host, deployer=deployer, source=source)
+                workspace_host=workspace_host, deployer=deployer, source=source, not_in_manifests=left)
 
 
 def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
@@ -214,6 +226,50 @@ def _link_alias_moves(manifests: Manifests, changes: list[Change], live: Any,
                                       "the alias moves only after this endpoint serves it")
                 model.notes.append(f"alias {entity.alias} moves to version {version} only after {endpoint.address} "
                                    "serves it")
+
+
+# ---- --target: the named objects and what they depend on -------------------------------------------
+
+def select(plan: Plan, targets: list[str]) -> Plan:
+    """`plan` limited to the `targets` (addresses as the plan prints them) and, transitively, what
+    they depend on: the changes their operations wait for (`after`: an alias move waits for the
+    endpoints that follow it) and what each kind names (`Kind.depends`: an endpoint, the models and
+    registrations it serves). An address the plan does not hold is one error line, with the
+    closest ones it does."""
+    import difflib
+
+    from reconciler.kinds import BY_KEY
+
+    by_address = {c.address: c for c in plan.changes}
+    problems = []
+    for target in targets:
+        if target in by_address:
+            continue
+        if target in plan.not_in_manifests:
+            problems.append(Problem(f"--target {target}: not in the manifests (a managed endpoint of this stack); "
+                                    "pass --prune to delete it"))
+            continue
+        close = difflib.get_close_matches(target, list(by_address), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else \
+            f"; the plan holds {', '.join(list(by_address)[:5]) or 'no object'}{' ...' if len(by_address) > 5 else ''}"
+        problems.append(Problem(f"--target {target}: no such object in the plan{hint}"))
+    if problems:
+        raise ReconcilerError(problems)
+    wanted: set[str] = set()
+    pending = list(dict.fromkeys(targets))
+    while pending:
+        address = pending.pop()
+        if address in wanted or address not in by_address:
+            continue
+        wanted.add(address)
+        change = by_address[address]
+        depends = BY_KEY[change.kind].depends
+        pending += [a for op in change.operations for a in op.after]
+        pending += sorted(depends(change)) if depends is not None else []
+    plan.changes = [c for c in plan.changes if c.address in wanted]
+    plan.targets = list(dict.fromkeys(targets))
+    plan.not_in_manifests = [a for a in plan.not_in_manifests if a in targets]
+    return plan
 
 
 # ---- a saved plan: claims to compare, never a program ----------------------------------------------
@@ -260,6 +316,8 @@ def read_saved(data: Any) -> dict[str, Any]:
           all(isinstance(p, str) for p in source["paths"]) and isinstance(source.get("digest"), str),
           "'source' does not say which manifests it was made from")
     check(isinstance(data.get("warnings", []), list), "'warnings' is not a list")
+    check(isinstance(data.get("targets", []), list) and all(isinstance(t, str) for t in data.get("targets", [])),
+          "'targets' is not a list of addresses")
     if problems:
         raise ReconcilerError(problems)
     return data
@@ -274,7 +332,8 @@ def differences(saved: dict[str, Any], fresh: Plan) -> list[Problem]:
     made now: one problem per difference. Empty means apply may go ahead, with `fresh`."""
     now = json.loads(json.dumps(fresh.to_json()))  # the JSON a saved plan holds, tuples as lists
     found = [Problem(message) for message in _header_differences(saved, now)]
-    if any(saved.get(key) != now[key] for key in ("stack", "prune", "deployer")):
+    if any(saved.get(key) != now[key] for key in ("stack", "prune", "deployer")) or \
+            sorted(saved.get("targets") or []) != sorted(now["targets"]):
         return found  # planned for other settings: every change follows from that, said once
     by_address: dict[str, list[dict[str, Any]]] = {}
     for change in saved["changes"]:
@@ -310,6 +369,9 @@ def _header_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]
 
         out.append(f"stack: the plan was made for {stack(saved.get('stack'))}, this apply is for {stack(now['stack'])}; "
                    "pass the same --stack (or RECONCILER_STACK) to plan and apply")
+    if sorted(saved.get("targets") or []) != sorted(now["targets"]):
+        out.append(f"targets: the plan was made for {_shown(saved.get('targets') or 'every object')}, this apply for "
+                   f"{_shown(now['targets'] or 'every object')}; pass the same --target options to plan and apply")
     if saved.get("prune") is not now["prune"]:
         out.append(f"prune: the plan was made {'with' if saved.get('prune') else 'without'} --prune, this apply "
                    f"runs {'with' if now['prune'] else 'without'} it; pass the same flags to plan and apply")

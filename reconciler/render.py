@@ -37,8 +37,21 @@ def _value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def rendered(plan: Plan, fmt: str, *, colour: bool = False) -> str:
+    """`plan` in a `--format`: "text", "markdown" or "json" (`Plan.render`), redacted (redact.py)."""
+    from reconciler.errors import ReconcilerError
+    from reconciler.redact import scrub
+
+    formats = {"text": lambda: text(plan, colour=colour), "markdown": lambda: markdown(plan), "json": lambda: as_json(plan)}
+    if fmt not in formats:
+        raise ReconcilerError(f"format {fmt!r}: expected one of {', '.join(formats)}")
+    return scrub(formats[fmt]())
+
+
 def summary_line(plan: Plan) -> str:
     counts = plan.summary()
+    if not plan.has_changes and plan.not_in_manifests:
+        return "No changes to the objects in the manifests."
     if not plan.has_changes:
         return "No changes. The workspace matches the manifests."
     parts = [f"{counts[a.value]} to {a.value}" for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
@@ -91,7 +104,17 @@ def text(plan: Plan, *, colour: bool = False) -> str:
     if plan.warnings:
         out.append("")
     out.append(summary_line(plan))
+    if plan.not_in_manifests:
+        out.append(not_in_manifests_line(plan))
     return "\n".join(out) + "\n"
+
+
+def not_in_manifests_line(plan: Plan) -> str:
+    """Managed endpoints of the stack that left the manifests, which only --prune deletes."""
+    count = len(plan.not_in_manifests)
+    shown = ", ".join(plan.not_in_manifests[:10]) + (f" and {count - 10} more" if count > 10 else "")
+    return (f"{count} managed endpoint{'' if count == 1 else 's'} not in the manifests; --prune deletes "
+            f"{'it' if count == 1 else 'them'}: {shown}")
 
 
 def rollout_lines(rollout: dict[str, Any]) -> list[str]:
@@ -247,6 +270,8 @@ def markdown(plan: Plan, *, budget: int = MARKDOWN_BUDGET) -> str:
 def _markdown_head(plan: Plan) -> str:
     title = "### reconciler plan" + (f" · stack {_code(plan.stack)}" if plan.stack else "")
     lines = [title, "", f"**{summary_line(plan)}**", ""]
+    if plan.not_in_manifests:
+        lines += [_inline(not_in_manifests_line(plan)), ""]
     items = attention(plan)
     if items:
         counts = {kind: sum(1 for i in items if i.kind == kind) for kind in ATTENTION_KINDS}

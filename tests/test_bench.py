@@ -13,8 +13,9 @@ from bench import cases
 def test_plan_case_counts_one_read_per_object_and_no_writes():
     wall, calls, writes = cases.plan_case(agents=4, runs=1)
     assert wall["unit"] == "s" and wall["ratio"] > 0
-    # + the secret scope list and key list, and SCIM Me (the deploying identity, by default the caller)
-    assert calls["figure"] == 2 * 4 + 3 and calls["met"] is True
+    # + the secret scope list and key list, the endpoint list (managed endpoints that left the
+    # manifests), and SCIM Me (the deploying identity, by default the caller)
+    assert calls["figure"] == 2 * 4 + 4 and calls["met"] is True
     assert writes["figure"] == 0 and writes["met"] is True
 
 

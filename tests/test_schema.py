@@ -43,7 +43,9 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def test_committed_schema_is_current_through_the_console_script() -> None:
     proc = subprocess.run([str(RECONCILER), "schema", "--check"], cwd=REPO, capture_output=True, text=True,
                           env=clean_env(), timeout=60)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "schemas/manifest.schema.json is up to date\n", "")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "schemas/manifest.schema.json is up to date\n"
+                                                           "schemas/plan.schema.json names what the code writes\n"
+                                                           "schemas/apply.schema.json names what the code writes\n", "")
     assert COMMITTED.read_text(encoding="utf-8") == schema_text()
 
 
@@ -68,6 +70,23 @@ def test_check_fails_when_stale(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert out == ""
     assert err == (f"{tmp_path}/{SCHEMA_FILE} is stale or missing; run `reconciler schema` (or `make schema`) and "
                    "commit the result\n")
+
+
+@pytest.mark.parametrize("name", ["plan.schema.json", "apply.schema.json"])
+def test_check_fails_when_an_output_schema_misses_a_member_the_code_writes(tmp_path: Path, name: str,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan and apply record schemas are written by hand: --check holds them to what the code writes."""
+    (tmp_path / SCHEMA_FILE).write_text(schema_text(), encoding="utf-8")
+    for each in ("plan.schema.json", "apply.schema.json"):
+        (tmp_path / each).write_text((REPO / "schemas" / each).read_text(encoding="utf-8"), encoding="utf-8")
+    assert run(["schema", "--out", str(tmp_path), "--check"], capsys)[0] == 0
+    schema = json.loads((tmp_path / name).read_text(encoding="utf-8"))
+    del schema["properties"]["targets"]
+    schema["required"].remove("targets")
+    (tmp_path / name).write_text(json.dumps(schema), encoding="utf-8")
+    code, out, err = run(["schema", "--out", str(tmp_path), "--check"], capsys)
+    assert code == 1 and out == ""
+    assert err == f"{tmp_path}/{name}: top level: the code writes 'targets', which the schema does not name\n"
 
 
 def test_check_fails_when_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

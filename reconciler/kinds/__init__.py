@@ -52,6 +52,9 @@ class Kind:
     resolve: Callable[[Manifests, LiveState], Manifests] | None = None
     check: Callable[[Manifests, LiveState, str | None], tuple[list[Problem], list[str]]] | None = None
     link: Callable[[list[Change]], None] | None = None
+    # What a change of this kind needs besides what its operations wait for (`after`), by address:
+    # `--target` takes it along (plan.select).
+    depends: Callable[[Change], set[str]] | None = None
 
 
 def _is_delete(change: Change) -> bool:
@@ -69,13 +72,14 @@ KINDS: tuple[Kind, ...] = (
         # Endpoints waiting for their updates hold no API slot, so many are applied at once.
         Step(2, lambda c: not _is_delete(c), serving_endpoint.apply_change, in_flight=256),
         Step(4, _is_delete, serving_endpoint.delete),
-    )),
+    ), depends=serving_endpoint.depends),
     # Registered in phase 1 after the models (steps of one phase run in this table's order), listed last
     # so the plan shows what names a version before the registration. Each registration is a child
     # process with MLflow, numpy and pandas loaded, and one at a time: two URIs of one logged agent
     # (`runs:/<run>/agent`, `models:/m-<id>`) must find the version the first registered.
     Kind(model_version.KEY, None, model_version, (Step(1, lambda c: True, model_version.apply, in_flight=1),),
-         resolve=model_version.resolve, check=model_version.check, link=model_version.link),
+         resolve=model_version.resolve, check=model_version.check, link=model_version.link,
+         depends=model_version.depends),
 )
 BY_KEY = {kind.key: kind for kind in KINDS}
 

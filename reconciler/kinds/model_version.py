@@ -83,6 +83,11 @@ def split(name: str) -> tuple[str, str]:
     return model, source
 
 
+def depends(change: Change) -> set[str]:
+    """A registration needs its registered model (created first when its manifest is new)."""
+    return {f"registered_model.{split(change.name)[0]}"}
+
+
 def references(manifests: Manifests) -> dict[str, list[tuple[Loaded[Any], Loc]]]:
     """Every `model@source` the manifests name, with where (first the models' aliases, then the
     endpoints' served entities, in file order)."""

@@ -101,6 +101,16 @@ def read(ws: Workspace, name: str) -> dict[str, Any] | None:
     return ws.get_endpoint(name)
 
 
+def depends(change: Change) -> set[str]:
+    """What an endpoint serves: each served model (its aliases included) and a version being
+    registered for it (`model_version.<model>@<source>`), as addresses."""
+    found = set()
+    for entity in (change.desired or {}).get("served_entities", {}).values():
+        found |= {f"registered_model.{entity.get('entity_name')}",
+                  f"model_version.{entity.get('entity_name')}@{entity.get('entity_version')}"}
+    return found
+
+
 # ---- plan ------------------------------------------------------------------------------------------
 
 def plan_all(manifests: Manifests, live: LiveState, resolved: dict[str, list[str]], *, stack: str | None,

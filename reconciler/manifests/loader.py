@@ -82,13 +82,16 @@ def collect_files(paths: Sequence[str], problems: list[Problem]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None) -> Manifests:
-    """`stack` (--stack) is what policies that match on stacks compare with."""
+def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None,
+                   texts: Mapping[str, str] | None = None) -> Manifests:
+    """`stack` (--stack) is what policies that match on stacks compare with. `texts` are manifests
+    given as YAML strings (the Python API), by the name their problems are reported at."""
     problems: list[Problem] = []
-    manifests = Manifests(files=collect_files(paths, problems))
-    for path in manifests.files:
+    manifests = Manifests(files=collect_files(paths, problems) if paths else [])
+    given = {name: text.encode("utf-8") for name, text in (texts or {}).items()}
+    for path in [*manifests.files, *given]:
         try:
-            raw = read_regular(path, limit=MAX_FILE_BYTES)
+            raw = given[path] if path in given else read_regular(path, limit=MAX_FILE_BYTES)
         except Unreadable as exc:
             message = f"file is {exc.size / 1048576:.1f} MiB; manifest files over {MAX_FILE_BYTES // 1048576} MiB " \
                       "are refused (split it)" if exc.size else f"{exc}; name manifest files (*.yaml, *.yml)"

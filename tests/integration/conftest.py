@@ -15,5 +15,6 @@ def hostile() -> Iterator[HostileServer]:
     server = HostileServer().start()
     server.answer("GET", "/api/2.0/secrets/scopes/list", json_answer({"scopes": []}))
     server.answer("GET", "/api/2.0/mlflow/unity-catalog/model-versions/search", json_answer({"model_versions": []}))
+    server.answer("GET", "/api/2.0/serving-endpoints", json_answer({"endpoints": []}))  # plan lists them
     yield server
     server.stop()

@@ -25,8 +25,9 @@ def test_unreachable_host(workspace, tmp_path):
 
 def test_bad_token_is_reported_once(seeded_workspace, tmp_path):
     result = run(seeded_workspace, "plan", write(tmp_path, base_documents()), env={"DATABRICKS_TOKEN": "wrong"})
-    # Four first-round reads fail alike: the model, the endpoint, the secret scopes, the logged agent.
-    assert_one_clean_error(result, "Invalid access token", "(and 3 more)")
+    # Five first-round reads fail alike: the model, the endpoint, the endpoint list, the secret
+    # scopes, the logged agent.
+    assert_one_clean_error(result, "Invalid access token", "(and 4 more)")
     assert "wrong" not in result.err
 
 

@@ -281,7 +281,18 @@ def test_a_lease_whose_create_landed_unanswered_is_released_when_acquiring_fails
     hostile.answer("POST", "/api/2.0/workspace/import", create_then_hang_up)
     hostile.answer("GET", "/api/2.0/workspace/export", export)
     hostile.answer("POST", "/api/2.0/workspace/delete", delete)
-    result = run(hostile, "apply", write(tmp_path, documents()), "--auto-approve",
-                 env={"RECONCILER_RETRY_SECONDS": "3"})
-    assert result.code == 1 and "workspace_file./Shared/.reconciler/locks/default.json: import: gave up" in result.err
+    # The lock as apply takes it (api.apply), once its plan has something to apply: the hostile
+    # server cannot answer a plan, so the lock is taken directly.
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+
+    from reconciler.errors import ReconcilerError
+    from reconciler.lock import ApplyLock
+    from reconciler.workspace import Workspace
+
+    workspace = Workspace(WorkspaceClient(config=Config(host=hostile.url, token=hostile.token, auth_type="pat")),
+                          retry_seconds=3)
+    with pytest.raises(ReconcilerError) as raised:
+        ApplyLock(workspace, None, timeout_seconds=0).acquire()
+    assert "workspace_file./Shared/.reconciler/locks/default.json: import: gave up" in str(raised.value)
     assert "content" not in stored, "the lease this run created was left behind"

@@ -54,9 +54,10 @@ def landed(ws, method: str, path: str, identity: str, **where):
             and all(r.get(k) == v for k, v in where.items())]
 
 
-def stall_and_take_over(ws, tmp_path, stalled_docs, stop_when, *, on_stopped=None):
+def stall_and_take_over(ws, tmp_path, stalled_docs, stop_when, *, on_stopped=None, other_docs=None):
     """Start the stalled run, SIGSTOP it once `stop_when()` holds, let another apply (of the example
-    manifests) take the lease and finish, SIGCONT the stalled run and let it end."""
+    manifests, or `other_docs`: it must have something to apply, or it takes no lease) take the
+    lease and finish, SIGCONT the stalled run and let it end."""
     path = write(tmp_path, stalled_docs, "stalled.yaml")
     env = {**os.environ, "DATABRICKS_HOST": ws.url, "DATABRICKS_TOKEN": "stalled-token",
            "RECONCILER_LEASE_SECONDS": "3"}
@@ -70,7 +71,7 @@ def stall_and_take_over(ws, tmp_path, stalled_docs, stop_when, *, on_stopped=Non
         stalled.send_signal(signal.SIGSTOP)
         if on_stopped:
             on_stopped()
-        other = run(ws, "apply", write(tmp_path, base_documents(), "other.yaml"), "--auto-approve",
+        other = run(ws, "apply", write(tmp_path, other_docs or base_documents(), "other.yaml"), "--auto-approve",
                     "--lock-timeout", "60s")
         assert other.code == 0, other.out + other.err
     finally:
@@ -122,7 +123,9 @@ def test_stalled_while_waiting_to_retry_a_write(deployed, tmp_path):
     docs = base_documents()
     endpoint(docs)["spec"]["tags"]["team"] = "cx"
     ws.set_faults(1.0, kinds=["503"], retry_after=1, max_faults=1, only=TAGS)
+    other = base_documents()  # the stalled run's write did not land: the other run must change something
+    endpoint(other)["spec"]["tags"]["team"] = "platform"
     code, out, err, late = stall_and_take_over(ws, tmp_path, docs,
-                                               lambda: landed(ws, *TAGS, STALLED, fault="503"))
+                                               lambda: landed(ws, *TAGS, STALLED, fault="503"), other_docs=other)
     assert_stopped_cleanly(code, err, late)
     assert [r["status"] for r in ws.requests() if (r["method"], r["path"], r["identity"]) == (*TAGS, STALLED)] == [503]
