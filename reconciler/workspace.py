@@ -311,6 +311,11 @@ class Workspace:
                                                                              RESPONSE_SECONDS))
         return cls(WorkspaceClient(config=config), retry_seconds=retry_seconds, response_seconds=response_seconds)
 
+    @property
+    def down(self) -> bool:
+        """A call found the host not answering for a whole retry budget; later calls fail at once."""
+        return self._down is not None
+
     # ---- the call layer --------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, subject: str, operation: str, query: dict[str, Any] | None = None,
@@ -446,8 +451,8 @@ class Workspace:
             raise Unreachable(Problem(f"{operation}: {reason}; the server asks to retry after {retry_after:.0f}s "
                                       f"(Retry-After), more than the {max(0.0, left):.0f}s left {bound}",
                                       subject=subject))
-        # The SDK's backoff (`retries.py`: min(10, attempt) + up to 1 s), counted over our attempts.
-        delay = delay if retry_after is not None else min(10, tries) + random.random()
+        if retry_after is None:
+            delay = network_backoff(tries) if network else sdk_backoff(tries)
         # A host known to be down (see below) gets one try, not another budget: the lock's release,
         # which has a budget of its own, still tries once, and the run ends within one budget.
         if delay >= left or (network and self._down is not None):
@@ -460,7 +465,7 @@ class Workspace:
                 self._down = f"{self.host} stopped answering: {reason}"
             raise Unreachable(Problem(f"{operation}: {message}", subject=subject))
         if self.on_retry is not None:
-            self.on_retry(subject, f"{operation}: {reason}; retrying in {delay:.0f}s (attempt {tries + 1})")
+            self.on_retry(subject, f"{operation}: {reason}; retrying in {delay:.1f}s (attempt {tries + 1})")
         if self.cancel.wait(delay):
             raise Interrupted(self.cancel_signal)
 
@@ -907,6 +912,20 @@ class QueryAnswer:
     status: int | None
     body: Any
     seconds: float
+
+
+def sdk_backoff(tries: int) -> float:
+    """After an HTTP error answer without Retry-After (a 429 or 503 asks us to slow down): the SDK's
+    backoff (`retries.py`: min(10, attempt) + up to 1 s), counted over our attempts."""
+    return min(10, tries) + random.random()
+
+
+def network_backoff(tries: int) -> float:
+    """After no answer at all (a dropped connection, a timeout): nothing asked us to slow down, so
+    the first retry comes soon and the wait grows x1.6 from 0.2 s, with +-25% jitter, up to 10 s.
+    Within a short retry budget that is several attempts, not the SDK's two (1-2 s, then 2-3 s):
+    with 16% of calls failing at random, a 4 s budget gives up on 1 call in 10,000, not 1 in 170."""
+    return min(10.0, 0.2 * 1.6 ** (tries - 1)) * (0.75 + random.random() / 2)
 
 
 def _is_answer(exc: BaseException | None) -> bool:
