@@ -8,8 +8,8 @@ from the child's own resource usage (`os.wait4`: ru_utime + ru_stime, ru_maxrss)
 The floor is what no implementation could beat on the same conditions, measured in the same run:
 the API calls the plan made (one GET per object plus a constant, counted in the request log) times
 the latency over the parallelism, plus starting Python and importing databricks-sdk (a fresh
-`python -c "from databricks.sdk import WorkspaceClient"`, median of 5): a plan cannot start
-reading before it has the SDK, nor read faster than its calls allow.
+`python -c "from databricks.sdk import WorkspaceClient"`, three after each counted run, the
+median): a plan cannot start reading before it has the SDK, nor read faster than its calls allow.
 
 Anything that grows faster than linearly shows as a ratio or a CPU-per-object figure that grows
 down the table.
@@ -54,17 +54,11 @@ def child(argv: list[str], env: dict[str, str], *, expect: int = 0) -> dict[str,
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024}
 
 
-def start_floor(runs: int = 5) -> list[float]:
-    """Fresh-process wall times of starting Python and importing the SDK (after one warm-up)."""
-    argv = [sys.executable, "-c", "from databricks.sdk import WorkspaceClient"]
-    return [child(argv, _env({}))["seconds"] for _ in range(runs + 1)][1:]
-
-
 def measure(sizes: tuple[tuple[int, int], ...] = SIZES, runs: int | None = None) -> list[dict[str, Any]]:
     from bench.cases import row
 
-    started = start_floor()
-    start = statistics.median(started)
+    start_argv = [sys.executable, "-c", "from databricks.sdk import WorkspaceClient"]
+    child(start_argv, _env({}))  # warm-up
     rows = []
     for agents, default_runs in sizes:
         counted = runs if runs is not None else default_runs
@@ -74,13 +68,16 @@ def measure(sizes: tuple[tuple[int, int], ...] = SIZES, runs: int | None = None)
             sim.set_latency(LATENCY_MS)
             argv = reconciler_command() + ["plan", manifests, "--parallelism", str(PARALLELISM),
                                            "--detailed-exitcode"]
-            figures, calls = [], []
+            figures, calls, starts = [], [], []
             for i in range(counted + 1):
                 sim.reset_requests()
                 figure = child(argv, _env(sim.env()))
                 if i:  # the first warms the page cache and the workspace up
                     figures.append(figure)
                     calls.append(len(sim.requests()))
+                    # The start-up floor side by side with each run (this machine's load moves it).
+                    starts += [child(start_argv, _env({}))["seconds"] for _ in range(3)]
+        start = statistics.median(starts)
         objects = 2 * agents
         call_count = statistics.median(calls)
         floor = call_count * LATENCY_MS / 1000 / PARALLELISM + start

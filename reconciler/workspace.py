@@ -49,6 +49,7 @@ import queue
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -95,6 +96,7 @@ RESOURCE_TYPES = tuple(RESOURCE_ROUTES)
 
 RETRY_SECONDS = 300.0  # the SDK's default retry budget (Config.retry_timeout_seconds)
 RESPONSE_SECONDS = 60.0  # the SDK's default HTTP timeout; here a bound on a whole answer
+SHARED_STRING_CHARS = 40  # answers' strings up to this long are interned (_shared_strings)
 MAX_NESTING = 64  # deeper JSON than any documented answer is refused before we walk it
 MAX_FILE_BYTES = 16 * 1024 * 1024  # an MLmodel file or a lease file; anything larger is not one
 
@@ -410,6 +412,7 @@ class Workspace:
                 if problem:
                     raise UnexpectedAnswer(Problem(f"unexpected answer from {self.host} to {operation}: {problem}",
                                                    subject=subject))
+                answer = _shared_strings(answer)
             return answer
 
     def _fenced(self) -> None:
@@ -1133,6 +1136,19 @@ def _shape_problem(answer: Any, shape: Any) -> str | None:
     if depth:
         return depth
     return _mismatch(answer, shape, "")
+
+
+def _shared_strings(value: Any) -> Any:
+    """The answer with its keys and short strings interned: a plan of 5,000 endpoints holds 5,000
+    answers whose keys ("served_entities", "entity_version", ...) and enum values ("READY") would
+    otherwise each be a string of their own (tens of MiB). Called once `_too_deep` passed."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _shared_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared_strings(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING_CHARS:
+        return sys.intern(value)
+    return value
 
 
 def _too_deep(answer: Any) -> str | None:

@@ -71,8 +71,10 @@ class SourceDocument:
     index: int  # 0-based document number within the file
     data: Any
     start: Position
-    values: dict[Loc, Position] = field(default_factory=dict)
-    keys: dict[Loc, Position] = field(default_factory=dict)
+    # Positions packed as line << 16 | col (`_packed`): half a million Position objects at 10,000
+    # documents would cost about 25 MiB; the location tuples are shared between documents (`_loc`).
+    values: dict[Loc, int] = field(default_factory=dict)
+    keys: dict[Loc, int] = field(default_factory=dict)
     # Where a problem was already reported while reading (a disallowed tag, an undefined variable):
     # the value there is a stand-in, so validation does not report it a second time.
     flagged: set[Loc] = field(default_factory=set)
@@ -87,10 +89,10 @@ class SourceDocument:
         """Position of the value (or key) at `loc`, else of its nearest recorded parent."""
         loc = tuple(loc)
         if key and loc in self.keys:
-            return self.keys[loc]
+            return _unpacked(self.keys[loc])
         while loc:
             if loc in self.values:
-                return self.values[loc]
+                return _unpacked(self.values[loc])
             loc = loc[:-1]
         return self.start
 
@@ -106,11 +108,33 @@ class SourceDocument:
         return missing and loc[:-1] in self.incomplete
 
     def flagged_positions(self) -> set[Position]:
-        return {self.values[loc] for loc in self.flagged if loc in self.values}
+        return {_unpacked(self.values[loc]) for loc in self.flagged if loc in self.values}
 
 
 def _pos(node: Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _packed(node: Node) -> int:
+    """A node's 1-based line and column in one int (columns of more than 65,535 are clipped)."""
+    return (node.start_mark.line + 1) << 16 | min(node.start_mark.column + 1, 0xFFFF)
+
+
+def _unpacked(packed: int) -> Position:
+    return Position(packed >> 16, packed & 0xFFFF)
+
+
+_LOCS: dict[Loc, Loc] = {}  # every document's ("spec", "served_entities", 0, "name") is one tuple
+_MAX_LOCS = 100_000  # beyond this (unusual keys by the thousand), locations are simply not shared
+
+
+def _loc(loc: Loc) -> Loc:
+    shared = _LOCS.get(loc)
+    if shared is not None:
+        return shared
+    if len(_LOCS) < _MAX_LOCS:
+        _LOCS[loc] = loc
+    return loc
 
 
 def _show_tag(tag: str) -> str:
@@ -257,13 +281,13 @@ class _DocumentBuilder:
                              "values out")
             raise _TooDeep
         if loc not in self.doc.values:  # a mapping's values are recorded by `_mapping`
-            self.doc.values[loc] = _pos(node)
+            self.doc.values[loc] = _packed(node)
         if isinstance(node, MappingNode):
             return self._mapping(node, loc, depth)
         if isinstance(node, SequenceNode):
             if node.tag != _CORE + "seq":
                 return self._bad_tag(node, loc)
-            return [self._value(item, loc + (i,), depth + 1) for i, item in enumerate(node.value)]
+            return [self._value(item, _loc(loc + (i,)), depth + 1) for i, item in enumerate(node.value)]
         return self._scalar(node, loc)
 
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any] | None:
@@ -284,13 +308,14 @@ class _DocumentBuilder:
             # Keys are always strings in this format: use the text as written, so `on:` or `1:`
             # stay "on" and "1" instead of YAML 1.1's True and 1.
             key = key_node.value
-            child = loc + (key,)
+            child = _loc(loc + (key,))
             if key in first_seen:
                 self._fail(key_node, f"duplicate key '{key}' (first set at line {first_seen[key].line}); "
                                      "remove one of them")
                 continue
-            first_seen[key] = self.doc.keys[child] = _pos(key_node)  # `child` shared by both maps
-            self.doc.values[child] = _pos(value_node)
+            first_seen[key] = _pos(key_node)
+            self.doc.keys[child] = _packed(key_node)
+            self.doc.values[child] = _packed(value_node)
             result[key] = self._value(value_node, child, depth + 1)
         return result
 
