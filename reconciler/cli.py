@@ -170,17 +170,13 @@ def plan(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
     from reconciler.manifests.variables import collect_variables
     from reconciler.render import Progress
 
+    manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files), stack=stack)
     progress = Progress(sys.stderr, live=False)  # retries and heartbeats; stdout holds the plan
-    # Connecting and the first reads start while the manifests load (live.Prefetch).
-    prefetch = pipeline.Prefetch(lambda: connect(profile, parallelism, deadline, progress), parallelism)
     try:
-        manifests, source = pipeline.load(paths or DEFAULT_PATHS, collect_variables(variables, var_files),
-                                          stack=stack, seen=prefetch.seen)
-        workspace = prefetch.workspace()
+        workspace = connect(profile, parallelism, deadline, progress)
         the_plan = pipeline.plan(workspace, manifests, parallelism=parallelism, stack=stack, prune=prune,
-                                 deployer=deployer, source=source, prefetched=prefetch)
+                                 deployer=deployer, source=source)
     finally:
-        prefetch.close()
         progress.close()
     if out:
         from reconciler.files import write_atomically

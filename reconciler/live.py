@@ -10,10 +10,8 @@ dependent resources. A missing object is None (it will be created), never an err
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,65 +86,16 @@ def secret_references(manifests: Manifests) -> set[Key]:
     return refs
 
 
-class Prefetch:
-    """Round one begun while the manifests are still loading: `plan` connects on a thread of its
-    own and reads each model and endpoint as soon as its document loaded (`seen`), so a plan of
-    thousands of objects is not loading for seconds before its first read. Reads are side-effect
-    free: if the manifests are refused after all, they are simply dropped (`close`), and the
-    loader's error is what the user sees. Still one read per object: `read_objects` takes these
-    instead of reading again. Used by `plan` only: `apply` reads under its lock."""
-
-    def __init__(self, connect: Callable[[], Workspace], parallelism: int) -> None:
-        self.reads: dict[Key, Future[Any]] = {}
-        self._queue: queue.SimpleQueue[Key | None] = queue.SimpleQueue()
-        self._connected: Future[Workspace] = Future()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
-        self._thread = threading.Thread(target=self._run, args=(connect,), daemon=True)
-        self._thread.start()
-
-    def seen(self, kind: str, name: str) -> None:
-        self._queue.put((kind, name))
-
-    def workspace(self) -> Workspace:
-        """Once loading is done: the workspace (or the error connecting raised), all reads begun."""
-        self._queue.put(None)
-        self._thread.join()
-        return self._connected.result()
-
-    def close(self) -> None:
-        """Drop what was not needed (the manifests were refused, or the run ended)."""
-        self._queue.put(None)
-        if self._connected.done() and self._connected.exception() is None:
-            self._connected.result().cancel.set()  # reads in flight are abandoned at once
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _run(self, connect: Callable[[], Workspace]) -> None:
-        from reconciler.kinds import BY_KEY
-
-        try:
-            workspace = connect()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread by `workspace()`
-            self._connected.set_exception(exc)
-            return
-        self._connected.set_result(workspace)
-        while (key := self._queue.get()) is not None:
-            if not workspace.cancel.is_set():
-                self.reads[key] = self._pool.submit(BY_KEY[key[0]].module.read, workspace, key[1])
-
-
 def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int, prune: bool,
-                 stack: str | None, prefetched: dict[Key, Future[Any]] | None = None) -> LiveState:
-    """Round one: the objects themselves, each kind's (`kinds.KINDS`), and the lists they need;
-    those `prefetched` (`Prefetch`) are taken as they were read."""
+                 stack: str | None) -> LiveState:
+    """Round one: the objects themselves, each kind's (`kinds.KINDS`), and the lists they need."""
     from reconciler.kinds import KINDS
 
-    prefetched = prefetched or {}
     live = LiveState()
     calls: list[tuple[Any, Callable[[], Any]]] = []
     for kind in KINDS:
         live.objects[kind.key] = {}
-        calls += [((kind.key, n), prefetched[(kind.key, n)].result if (kind.key, n) in prefetched else
-                   lambda k=kind, n=n: k.module.read(workspace, n))
+        calls += [((kind.key, n), lambda k=kind, n=n: k.module.read(workspace, n))
                   for n in sorted(kind.module.names(manifests))]
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))

@@ -15,11 +15,11 @@ and sources, or nothing is written. What runs is the new plan; nothing is taken 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.errors import ReconcilerError
-from reconciler.live import Prefetch, read_access, read_dependencies, read_objects
+from reconciler.live import read_access, read_dependencies, read_objects
 from reconciler.manifests.loader import Manifests, load_manifests
 from reconciler.plan import Plan, Source, differences, make_plan, resolve_versions
 from reconciler.preflight import access_problems, manager_problems, preflight, shared_model_warnings
@@ -43,14 +43,13 @@ class _Recording(dict):  # type: ignore[type-arg]
         return str(super().__getitem__(name))
 
 
-def load(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None,
-         seen: Callable[[str, str], None] | None = None) -> tuple[Manifests, Source]:
+def load(paths: Sequence[str], variables: Mapping[str, str], *,
+         stack: str | None = None) -> tuple[Manifests, Source]:
     """Read, validate and cross-check manifest files offline, policies included (raises with every
     problem); `stack` is what policies that match on stacks compare with. Also says what the
-    manifests were made from: the paths, the variables they use and a digest of both's contents.
-    `seen(kind, name)` hears of each object as soon as it loaded (`live.Prefetch`)."""
+    manifests were made from: the paths, the variables they use and a digest of both's contents."""
     recording = _Recording(variables)
-    manifests = load_manifests(paths, recording, stack=stack, seen=seen)
+    manifests = load_manifests(paths, recording, stack=stack)
     used = sorted(n for n in recording.used if n in variables)
     parts = []
     for path in manifests.files:  # order-free: the same files given in another order are the same
@@ -81,14 +80,12 @@ def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str,
 
 
 def plan(workspace: Workspace, manifests: Manifests, *, stack: str | None, prune: bool, parallelism: int,
-         deployer: str | None = None, source: Source | None = None, prefetched: Prefetch | None = None) -> Plan:
+         deployer: str | None = None, source: Source | None = None) -> Plan:
     """Read what the manifests name, check it, and plan: everything `reconciler plan` does.
-    `deployer` is the identity that will apply (default: the caller); `prefetched`: the reads
-    begun while the manifests loaded (each object still read once)."""
+    `deployer` is the identity that will apply (default: the caller)."""
     from reconciler.kinds import KINDS
 
-    live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack,
-                        prefetched=prefetched.reads if prefetched is not None else None)
+    live = read_objects(workspace, manifests, parallelism=parallelism, prune=prune, stack=stack)
     principal, groups = deploying_identity(workspace, deployer)
     written = manifests
     for kind in KINDS:  # references settled now: a version named by its source, if registered, is its number

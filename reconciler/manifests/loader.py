@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,7 +27,6 @@ from reconciler.terms import SETTING_VALUE
 
 T = TypeVar("T", RegisteredModel, ServingEndpoint, Policy)
 SUFFIXES = (".yaml", ".yml")
-SEEN_KINDS = {"RegisteredModel": "registered_model", "ServingEndpoint": "serving_endpoint"}  # kinds.KINDS keys
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,8 @@ def collect_files(paths: Sequence[str], problems: list[Problem]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None,
-                   seen: Callable[[str, str], None] | None = None) -> Manifests:
-    """`stack` (--stack) is what policies that match on stacks compare with. `seen(kind, name)`
-    hears of each model and endpoint as soon as its document is valid (`live.Prefetch` starts
-    reading it while the rest load); the cross-checks may still refuse the whole set."""
+def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack: str | None = None) -> Manifests:
+    """`stack` (--stack) is what policies that match on stacks compare with."""
     problems: list[Problem] = []
     manifests = Manifests(files=collect_files(paths, problems))
     for path in manifests.files:
@@ -120,8 +116,6 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
                     f"{where.line}:{where.col}); keep one"))
                 continue
             table[loaded.name] = loaded
-            if seen is not None and loaded.manifest.kind in SEEN_KINDS:
-                seen(SEEN_KINDS[loaded.manifest.kind], loaded.name)
     # A value already reported while reading the YAML (an undefined variable, a disallowed tag) is a
     # stand-in: a cross-check tripping over it would only say the same thing again.
     stand_ins = {(loaded.source.path, pos) for table in (manifests.models, manifests.endpoints, manifests.policies)
