@@ -31,7 +31,7 @@ def fault_soak(make_workspace, tmp_path, *, runs: int, seed: int, retry_after: i
     changes = soaklib.Changes(seed)
     history: list[dict] = []
     problems: list[str] = []
-    tally = {"runs": runs, "converged": 0, "failed cleanly": 0, "faults": 0, "retries": 0, "writes checked": 0,
+    tally = {"runs": runs, "converged in one run": 0, "failed cleanly": 0, "faults": 0, "retries": 0, "writes checked": 0,
              "alias moves checked": 0, "lease left (warned)": 0}
     reasons: list[str] = []
     # A short retry budget makes some runs give up, so failing runs and their recovery are soaked too.
@@ -61,7 +61,7 @@ def fault_soak(make_workspace, tmp_path, *, runs: int, seed: int, retry_after: i
         if "Traceback" in text or "internal error" in text:
             problems.append(f"{label}: not a clean error:\n{text}")
         if result.code == 0:
-            tally["converged"] += 1
+            tally["converged in one run"] += 1
         else:
             tally["failed cleanly"] += 1
             reasons.append(f"{label}: {(result.err.strip() or result.out.strip()).splitlines()[-1][:300]}")
