@@ -119,7 +119,7 @@ class Executor:
             except Unreachable as exc:
                 first_failure = time.monotonic() if first_failure is None else first_failure
                 reason = _reason(exc)
-                if not self._may_rederive(first_failure):
+                if not self._may_rederive(first_failure, self.rederived.get(change.address, 0)):
                     self._fail(change.address, reason)
                     return
                 self.rederived[change.address] = self.rederived.get(change.address, 0) + 1
@@ -133,13 +133,15 @@ class Executor:
                 self._fail(change.address, str(exc))
                 return
 
-    def _may_rederive(self, first_failure: float) -> bool:
-        """Whether an object whose step first gave up at `first_failure` may be tried again: within
-        one retry budget of that (RECONCILER_RETRY_SECONDS), before the run's --deadline, while the
-        host has not been found down (calls would fail at once)."""
+    def _may_rederive(self, first_failure: float, times: int) -> bool:
+        """Whether an object whose step first gave up at `first_failure`, and was run again `times`
+        times since, may be tried again: at most MAX_REDERIVATIONS times (a cause that fails a call
+        at once, such as a Retry-After longer than the budget, must not make a loop), within one
+        retry budget of that first failure (RECONCILER_RETRY_SECONDS), before the run's --deadline,
+        while the host has not been found down (calls would fail at once)."""
         now = time.monotonic() + REDERIVE_PAUSE
-        return (now - first_failure < self.workspace.retry_seconds and not self.workspace.down
-                and (self.workspace.deadline is None or now < self.workspace.deadline))
+        return (times < MAX_REDERIVATIONS and now - first_failure < self.workspace.retry_seconds
+                and not self.workspace.down and (self.workspace.deadline is None or now < self.workspace.deadline))
 
     # ---- what the kinds' apply steps report (kinds/*.py) -----------------------------------------
 
@@ -184,6 +186,7 @@ class Executor:
 
 
 REDERIVE_PAUSE = 1.0  # seconds between an object's step giving up and its re-read
+MAX_REDERIVATIONS = 3  # times one object's step is run again in one run
 
 
 def _reason(exc: ReconcilerError) -> str:
