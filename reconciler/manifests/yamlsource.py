@@ -22,6 +22,7 @@ where PyYAML does not), so what a user sees does not depend on how PyYAML was bu
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_NODES_PER_DOCUMENT = 50_000
 MAX_DOCUMENTS_PER_FILE = 10_000
+SHARED_STRING_CHARS = 40  # keys and string values up to this long are interned: they repeat across documents
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -307,7 +309,7 @@ class _DocumentBuilder:
                 continue
             # Keys are always strings in this format: use the text as written, so `on:` or `1:`
             # stay "on" and "1" instead of YAML 1.1's True and 1.
-            key = key_node.value
+            key = sys.intern(key_node.value) if len(key_node.value) <= SHARED_STRING_CHARS else key_node.value
             child = _loc(loc + (key,))
             if key in first_seen:
                 self._fail(key_node, f"duplicate key '{key}' (first set at line {first_seen[key].line}); "
@@ -331,7 +333,8 @@ class _DocumentBuilder:
         if node.tag == _CORE + "timestamp":
             return node.value  # a date-looking value is a string to us, as JSON would see it
         if node.tag == _CORE + "str" and ("$" not in node.value or self.variables is None):
-            return node.value
+            # Short values repeat across documents ("Small", "champion", "reconciler/v1"): one string each.
+            return sys.intern(node.value) if len(node.value) <= SHARED_STRING_CHARS else node.value
         if node.tag != _CORE + "str":
             return self.constructor.construct_object(node)
         text, ok = self._substitute(node, loc)
