@@ -11,9 +11,12 @@ measured side by side do not move much.
 
 The cases (details in bench/cases.py and bench/validate_bench.py):
   startup    `reconciler --help` and `validate` on the examples, in fresh processes
-  validate   `validate` on 1,000 generated documents
+  validate   `validate` on 1,000 generated documents, and on 10,000 (within 10x of 1,000's time)
   plan       no-change plan, 200 endpoints + 200 models, 50 ms per API call
+  scale      the scaling table: no-change plans of 100, 1,000 and 5,000 endpoints + models as fresh
+             processes (wall time vs floor, CPU ms per object, peak memory); bench/scale.py
   apply      50 version bumps with 5 s endpoint updates
+  apply60    the same with 60 s updates, one run: the overhead stays a few seconds
   compare    10 version bumps (1 s updates) by the reconciler and by a one-at-a-time SDK script,
              alternately on one workspace
   rollout    one version bump under spec.rollout: 3 steps, 2 s pauses, 1 s updates, with traffic
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-CASES = ("startup", "validate", "plan", "apply", "compare", "rollout", "workspace")
+CASES = ("startup", "validate", "plan", "scale", "apply", "apply60", "compare", "rollout", "workspace")
 
 
 @functools.cache
@@ -51,7 +54,7 @@ def _validate_rows(kind: str, runs: int | None) -> list[dict[str, Any]]:
 
 
 def _cases(runs: int | None) -> dict[str, Callable[[], list[dict[str, Any]]]]:
-    from bench import cases
+    from bench import cases, scale
 
     def n(default: int) -> int:
         return runs if runs is not None else default
@@ -60,7 +63,9 @@ def _cases(runs: int | None) -> dict[str, Callable[[], list[dict[str, Any]]]]:
         "startup": lambda: _validate_rows("startup", runs),
         "validate": lambda: _validate_rows("validate", runs),
         "plan": lambda: cases.plan_case(runs=n(5)),
+        "scale": lambda: scale.measure(runs=runs),
         "apply": lambda: cases.apply_case(runs=n(3)),
+        "apply60": lambda: cases.apply_case(update_seconds=60.0, runs=1),
         "compare": lambda: cases.compare_case(runs=n(3)),
         "rollout": lambda: cases.rollout_case(runs=n(3)),
         "workspace": lambda: cases.throughput_case(runs=n(3)),
@@ -78,9 +83,9 @@ def _number(value: Any, unit: str = "") -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    headers = ("case", "median", "floor", "ratio", "target", "ok")
+    headers = ("case", "median", "floor", "ratio", "spread", "target", "ok")
     table = [(r["case"], _number(r["figure"], r["unit"]), _number(r["floor"], r["unit"] if r["floor"] else ""),
-              "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["target"] or "-",
+              "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r.get("spread") or "-", r["target"] or "-",
               {True: "yes", False: "MISSED", None: "-"}[r["met"]]) for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
     print()
@@ -94,6 +99,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                              "runs: " + ", ".join(_number(x) for x in r["runs"]) if r["runs"] else "") if p]
         if parts:
             print(f"  [{i}] {r['case']}: " + "; ".join(parts))
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -121,11 +138,14 @@ def main() -> int:
                 traceback.print_exc()
     total = time.monotonic() - started
     print_table(rows)
-    print(f"\n{len(rows)} rows in {total:.0f} s on {os.cpu_count()} CPUs (load average "
+    from bench import scale
+
+    scale.print_table(rows)
+    print(f"\n{len(rows)} rows in {total:.0f} s on {os.cpu_count()} CPUs ({cpu_model()}; load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}); written to {RESULTS}")
     RESULTS.write_text(json.dumps({
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(total, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average": os.getloadavg()},
         "failed_cases": failed, "rows": rows}, indent=2) + "\n", encoding="utf-8")
     missed = [r["case"] for r in rows if r["met"] is False]

@@ -35,9 +35,17 @@ def row(case: str, runs: list[float], unit: str, *, floor: float | None = None, 
     ratio = figure / floor if floor else None
     return {"case": case, "figure": round(figure, 4), "unit": unit,
             "floor": None if floor is None else round(floor, 4), "floor_basis": floor_basis,
-            "ratio": None if ratio is None else round(ratio, 3), "target": target,
+            "ratio": None if ratio is None else round(ratio, 3), "spread": spread(runs), "target": target,
             "met": None if met is None else bool(met(figure, ratio)),
             "runs": [round(r, 4) for r in runs], "notes": notes}
+
+
+def spread(runs: list[float]) -> str:
+    """Run-to-run spread: (slowest - fastest) / median, or "1 run"."""
+    if len(runs) < 2:
+        return "1 run"
+    middle = statistics.median(runs)
+    return f"{(max(runs) - min(runs)) / middle * 100:.0f}%" if middle else "0%"
 
 
 def _writes(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -100,13 +108,16 @@ def _polls(log: list[dict[str, Any]]) -> dict[str, int]:
 
 def apply_case(*, agents: int = 50, update_seconds: float = 5.0, runs: int = 3) -> list[dict[str, Any]]:
     """`reconciler apply` of a version bump of `agents` agents: each endpoint's served version
-    moves through its alias (one config write), then the alias moves (one alias write)."""
-    with SimProcess(update_seconds=update_seconds) as sim, tempfile.TemporaryDirectory() as tmp:
+    moves through its alias (one config write), then the alias moves (one alias write). The warm-up
+    bump runs with updates of at most 5 s (a 60 s row is one counted run, not two)."""
+    with SimProcess(update_seconds=min(update_seconds, 5.0)) as sim, tempfile.TemporaryDirectory() as tmp:
         sim.seed(fleet.seed(agents, versions=runs + 2))
         sim.set_latency(LATENCY_MS)
         seconds, writes, lock_writes, polls, calls = [], [], [], [], []
         for version in range(2, runs + 3):  # the first bump warms up and is not counted
             manifests = str(fleet.write_manifests(Path(tmp), agents, version=version))
+            if version == 3:
+                sim.set_update_seconds(update_seconds)
             sim.reset_requests()
             result = run_cli(sim.env(), "apply", manifests, "--auto-approve", "--parallelism", str(PARALLELISM))
             if result.code != 0:
@@ -122,16 +133,23 @@ def apply_case(*, agents: int = 50, update_seconds: float = 5.0, runs: int = 3) 
             calls.append(len(log))
     where = f"{agents} version bumps, --update-seconds {update_seconds:g}, {LATENCY_MS} ms/call, --parallelism {PARALLELISM}"
     expected = 2 * agents
+    overhead = statistics.median(seconds) - update_seconds
+    if update_seconds >= 60:  # a long update: the overhead must stay a few seconds, not a share of it
+        target, met = "overhead <= 5 s", (lambda f, r: f - update_seconds <= 5)
+    else:
+        target, met = "<= 1.3x", (lambda f, r: r <= 1.3)
+    label = "apply" if update_seconds == 5 else f"apply, {update_seconds:g} s updates"
     return [
-        row(f"apply ({where}): wall time", seconds, "s", floor=update_seconds,
-            floor_basis="one endpoint update (all run at once)", target="< 2x", met=lambda f, r: r < 2,
-            notes="includes the plan reads (twice: before the lock, and again under it), the lock, and the "
-                  "0.5 s x1.5 poll backoff overshoot"),
-        row("apply: managed writes", [float(w) for w in writes], "writes", floor=expected,
+        row(f"{label} ({where}): wall time", seconds, "s", floor=update_seconds,
+            floor_basis="one endpoint update (all run at once)", target=target, met=met,
+            notes=f"overhead {overhead:.2f} s over the update: the plan's reads (twice: before the lock, and again under it), the lock, the re-read and write "
+                  "before each update, the poll that sees it finished (at most 10% of the wait, 3 s), the alias moves"
+                  + ("; one run" if len(seconds) == 1 else "")),
+        row(f"{label}: managed writes", [float(w) for w in writes], "writes", floor=expected,
             floor_basis=f"one config PUT per endpoint + one alias PUT per model ({expected})",
             target=f"exactly {expected}", met=lambda f, r: f == expected,
             notes=f"plus {statistics.median(lock_writes):.0f} writes of the apply lock's lease file"),
-        row("apply: polls per endpoint", polls, "GETs", floor=None,
+        row(f"{label}: polls per endpoint", polls, "GETs", floor=None,
             notes=f"GETs of the endpoint after its config PUT; {statistics.median(calls):.0f} API calls in all"),
     ]
 

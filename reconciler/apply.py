@@ -15,18 +15,21 @@ planner functions (a write that already landed is simply not needed any more). A
 never executed: the CLI plans again and runs that plan once it equals the saved one
 (pipeline.check_saved). Under the apply lock every write is fenced by the lease
 (`Workspace.fence`): when the lease is lost, the run stops before its next write, says so in one
-line (`LeaseLost`), and the next apply finishes the job.
+line (`LeaseLost`), and the next apply finishes the job. The same holds within a run: an object
+whose step gave up on the workspace (its retries spent, or a write whose fate is unknown) is
+re-read and its remaining writes re-derived, within its retry budget (`Executor._guard`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from reconciler.errors import Interrupted, LeaseLost, Problem, ReconcilerError
+from reconciler.errors import Interrupted, LeaseLost, Problem, ReconcilerError, Unreachable
 from reconciler.kinds import serving_endpoint
 from reconciler.plan import Action, Change, Plan
 from reconciler.render import Progress
@@ -60,6 +63,7 @@ class Executor:
         self.progress = progress
         self.outcomes: dict[str, Outcome] = {}
         self.polls: dict[str, int] = {}
+        self.rederived: dict[str, int] = {}  # address -> times its step was run again after giving up
         self.served: dict[str, dict[str, Any]] = {}  # endpoint name -> the read that showed it serving
         self.registered: dict[str, str] = {}  # model_version address -> the version it registered or found
 
@@ -94,20 +98,51 @@ class Executor:
             future.result()
 
     def _guard(self, change: Change, fn: Callable[[Executor, Change], None]) -> None:
+        """Run one object's step. A step that gave up on the workspace (`Unreachable`: retries
+        spent, or a write whose fate is unknown) is run again, as a re-run of apply would: it
+        re-reads the object and re-derives the writes still needed, so a write that landed is not
+        repeated (`REDERIVE_PAUSE` apart, while the object's retry budget, the run's --deadline and
+        the lease last)."""
         if self.ws.cancel.is_set():  # interrupted: start nothing new (interrupts.py)
             raise Interrupted(self.ws.cancel_signal)
-        try:
-            self.check_lease()
-            fn(self, change)
-        except Interrupted:
-            raise  # not this object's failure: the run stops, and the CLI says so
-        except LeaseLost as exc:
-            self.lease_lost = exc
-            self.skip(change.address, "stopped: the apply lock's lease was lost")
-        except ReconcilerError as exc:
-            self._fail(change.address, "; ".join(p.message if p.subject else str(p) for p in exc.problems))
-        except serving_endpoint.EndpointFailed as exc:
-            self._fail(change.address, str(exc))
+        first_failure: float | None = None
+        while True:
+            try:
+                self.check_lease()
+                fn(self, change)
+                return
+            except Interrupted:
+                raise  # not this object's failure: the run stops, and the CLI says so
+            except LeaseLost as exc:
+                self.lease_lost = exc
+                self.skip(change.address, "stopped: the apply lock's lease was lost")
+                return
+            except Unreachable as exc:
+                first_failure = time.monotonic() if first_failure is None else first_failure
+                reason = _reason(exc)
+                if not self._may_rederive(first_failure, self.rederived.get(change.address, 0)):
+                    self._fail(change.address, reason)
+                    return
+                self.rederived[change.address] = self.rederived.get(change.address, 0) + 1
+                self.progress(change.address, f"re-reading it to re-derive its remaining writes, after: {reason}")
+                if self.ws.cancel.wait(REDERIVE_PAUSE):
+                    raise Interrupted(self.ws.cancel_signal) from None
+            except ReconcilerError as exc:
+                self._fail(change.address, _reason(exc))
+                return
+            except serving_endpoint.EndpointFailed as exc:
+                self._fail(change.address, str(exc))
+                return
+
+    def _may_rederive(self, first_failure: float, times: int) -> bool:
+        """Whether an object whose step first gave up at `first_failure`, and was run again `times`
+        times since, may be tried again: at most MAX_REDERIVATIONS times (a cause that fails a call
+        at once, such as a Retry-After longer than the budget, must not make a loop), within one
+        retry budget of that first failure (RECONCILER_RETRY_SECONDS), before the run's --deadline,
+        while the host has not been found down (calls would fail at once)."""
+        now = time.monotonic() + REDERIVE_PAUSE
+        return (times < MAX_REDERIVATIONS and now - first_failure < self.workspace.retry_seconds
+                and not self.workspace.down and (self.workspace.deadline is None or now < self.workspace.deadline))
 
     # ---- what the kinds' apply steps report (kinds/*.py) -----------------------------------------
 
@@ -164,6 +199,14 @@ class Executor:
             raise self.lease_lost
         if self.workspace.fence is not None:
             self.workspace.fence()
+
+
+REDERIVE_PAUSE = 1.0  # seconds between an object's step giving up and its re-read
+MAX_REDERIVATIONS = 3  # times one object's step is run again in one run
+
+
+def _reason(exc: ReconcilerError) -> str:
+    return "; ".join(p.message if p.subject else str(p) for p in exc.problems)
 
 
 class _Throttled:

@@ -87,6 +87,8 @@ RESET_RULE = ("a served entity in a manifest is complete (new in this release): 
 FIRST_POLL_SECONDS = 0.5
 EAGER_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 10.0
+POLL_SHARE = 0.1  # a poll comes at most this share of the time waited so far after the update finished
+STEADY_POLL_SECONDS = 3.0  # ... and at most this long after it, until the wait is long (poll_interval)
 
 
 class EndpointFailed(Exception):
@@ -451,10 +453,8 @@ def wait(ex: Executor, name: str, address: str, deadline: float, *, check_failur
 
 def _poll(ex: Executor, name: str, address: str, deadline: float, *, check_failure: bool,
           eager: bool) -> dict[str, Any]:
-    """Poll, backing off from 0.5 s to 10 s between polls; bounded by --timeout (`deadline`) and the
-    run's --deadline, and abandoned at once on an interrupt (interrupts.py). `eager` (a rollout,
-    whose updates follow one another so their overshoots add up): poll every 0.1 s at first, then
-    every 15% of the time waited so far (up to 10 s), so a wait ends at most 15% late."""
+    """Poll at `poll_interval`s; bounded by --timeout (`deadline`) and the run's --deadline, and
+    abandoned at once on an interrupt (interrupts.py)."""
     limit = deadline if ex.ws.deadline is None else min(deadline, ex.ws.deadline)
     interval = EAGER_POLL_SECONDS if eager else FIRST_POLL_SECONDS
     started = time.monotonic()
@@ -479,8 +479,19 @@ def _poll(ex: Executor, name: str, address: str, deadline: float, *, check_failu
                                  "apply again to wait for it and finish")
         if ex.ws.cancel.wait(interval):
             raise Interrupted(ex.ws.cancel_signal)
-        interval = min(max(EAGER_POLL_SECONDS, 0.15 * (time.monotonic() - started)) if eager else interval * 1.5,
-                       MAX_POLL_SECONDS)
+        interval = poll_interval(time.monotonic() - started, eager=eager)
+
+
+def poll_interval(waited: float, *, eager: bool = False) -> float:
+    """Seconds to the next poll after `waited` seconds of waiting: the time between an update
+    finishing and the poll that sees it is bounded relative to the wait so far (a 5 s update is seen
+    within 0.5 s, not 1.6 s late as a x1.5 backoff would) and absolutely (a 60 s one within 3 s); only
+    a long wait (minutes, as real updates take) polls less often, up to every 10 s (1/40 of the
+    wait). `eager` (a rollout, whose updates follow one another so their overshoots add up): from
+    0.1 s, then 15% of the time waited."""
+    if eager:
+        return min(max(EAGER_POLL_SECONDS, 0.15 * waited), MAX_POLL_SECONDS)
+    return min(max(FIRST_POLL_SECONDS, POLL_SHARE * waited), max(STEADY_POLL_SECONDS, waited / 40), MAX_POLL_SECONDS)
 
 def _failure_message(ex: Executor, name: str, api: dict[str, Any], state: str) -> str:
     parts = [f"config update ended {state}; the previous config keeps serving"]

@@ -7,7 +7,8 @@ request order meets the same faults. The kinds, and what `databricks-sdk` does a
 - "429": Too Many Requests with `Retry-After`; retried after Retry-After + 0-1 s.
 - "503": Service Unavailable with `Retry-After`; retried the same way.
 - "drop": the connection is closed before the request is handled, with no response; the SDK
-  retries it as a connection error (after 1-2 s, growing).
+  retries it as a connection error (after 1-2 s, growing; the reconciler from 0.2 s,
+  `workspace.network_backoff`).
 - "slow": the response is delayed by `slow_ms`, then answered normally.
 - "drop_after" (only when asked for): the request IS handled, then the connection is closed with
   no response, so a retried write meets its own first attempt (a create then answers

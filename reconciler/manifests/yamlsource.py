@@ -22,6 +22,7 @@ where PyYAML does not), so what a user sees does not depend on how PyYAML was bu
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_NODES_PER_DOCUMENT = 50_000
 MAX_DOCUMENTS_PER_FILE = 10_000
+SHARED_STRING_CHARS = 40  # keys and string values up to this long are interned: they repeat across documents
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -64,7 +66,7 @@ _FAST_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
 Loc = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per key and value of every document: 10,000 documents hold 500,000
 class Position:
     line: int  # 1-based
     col: int  # 1-based
@@ -78,8 +80,10 @@ class SourceDocument:
     index: int  # 0-based document number within the file
     data: Any
     start: Position
-    values: dict[Loc, Position] = field(default_factory=dict)
-    keys: dict[Loc, Position] = field(default_factory=dict)
+    # Positions packed as line << 16 | col (`_packed`): half a million Position objects at 10,000
+    # documents would cost about 25 MiB; the location tuples are shared between documents (`_loc`).
+    values: dict[Loc, int] = field(default_factory=dict)
+    keys: dict[Loc, int] = field(default_factory=dict)
     # Where a problem was already reported while reading (a disallowed tag, an undefined variable):
     # the value there is a stand-in, so validation does not report it a second time.
     flagged: set[Loc] = field(default_factory=set)
@@ -94,10 +98,10 @@ class SourceDocument:
         """Position of the value (or key) at `loc`, else of its nearest recorded parent."""
         loc = tuple(loc)
         if key and loc in self.keys:
-            return self.keys[loc]
+            return _unpacked(self.keys[loc])
         while loc:
             if loc in self.values:
-                return self.values[loc]
+                return _unpacked(self.values[loc])
             loc = loc[:-1]
         return self.start
 
@@ -113,11 +117,33 @@ class SourceDocument:
         return missing and loc[:-1] in self.incomplete
 
     def flagged_positions(self) -> set[Position]:
-        return {self.values[loc] for loc in self.flagged if loc in self.values}
+        return {_unpacked(self.values[loc]) for loc in self.flagged if loc in self.values}
 
 
 def _pos(node: Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _packed(node: Node) -> int:
+    """A node's 1-based line and column in one int (columns of more than 65,535 are clipped)."""
+    return (node.start_mark.line + 1) << 16 | min(node.start_mark.column + 1, 0xFFFF)
+
+
+def _unpacked(packed: int) -> Position:
+    return Position(packed >> 16, packed & 0xFFFF)
+
+
+_LOCS: dict[Loc, Loc] = {}  # every document's ("spec", "served_entities", 0, "name") is one tuple
+_MAX_LOCS = 100_000  # beyond this (unusual keys by the thousand), locations are simply not shared
+
+
+def _loc(loc: Loc) -> Loc:
+    shared = _LOCS.get(loc)
+    if shared is not None:
+        return shared
+    if len(_LOCS) < _MAX_LOCS:
+        _LOCS[loc] = loc
+    return loc
 
 
 def _show_tag(tag: str) -> str:
@@ -267,13 +293,14 @@ class _DocumentBuilder:
             self._fail(node, f"YAML aliases nest this document deeper than {MAX_DEPTH} levels; write the "
                              "values out")
             raise _TooDeep
-        self.doc.values.setdefault(loc, _pos(node))
+        if loc not in self.doc.values:  # a mapping's values are recorded by `_mapping`
+            self.doc.values[loc] = _packed(node)
         if isinstance(node, MappingNode):
             return self._mapping(node, loc, depth)
         if isinstance(node, SequenceNode):
             if node.tag != _CORE + "seq":
                 return self._bad_tag(node, loc)
-            return [self._value(item, loc + (i,), depth + 1) for i, item in enumerate(node.value)]
+            return [self._value(item, _loc(loc + (i,)), depth + 1) for i, item in enumerate(node.value)]
         return self._scalar(node, loc)
 
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any] | None:
@@ -294,15 +321,16 @@ class _DocumentBuilder:
                 continue
             # Keys are always strings in this format: use the text as written, so `on:` or `1:`
             # stay "on" and "1" instead of YAML 1.1's True and 1.
-            key = key_node.value
+            key = sys.intern(key_node.value) if len(key_node.value) <= SHARED_STRING_CHARS else key_node.value
+            child = _loc(loc + (key,))
             if key in first_seen:
                 self._fail(key_node, f"duplicate key '{key}' (first set at line {first_seen[key].line}); "
                                      "remove one of them")
                 continue
             first_seen[key] = _pos(key_node)
-            self.doc.keys[loc + (key,)] = _pos(key_node)
-            self.doc.values[loc + (key,)] = _pos(value_node)
-            result[key] = self._value(value_node, loc + (key,), depth + 1)
+            self.doc.keys[child] = _packed(key_node)
+            self.doc.values[child] = _packed(value_node)
+            result[key] = self._value(value_node, child, depth + 1)
         return result
 
     def _bad_tag(self, node: Node, loc: Loc) -> None:
@@ -317,7 +345,8 @@ class _DocumentBuilder:
         if node.tag == _CORE + "timestamp":
             return node.value  # a date-looking value is a string to us, as JSON would see it
         if node.tag == _CORE + "str" and ("$" not in node.value or self.variables is None):
-            return node.value
+            # Short values repeat across documents ("Small", "champion", "reconciler/v1"): one string each.
+            return sys.intern(node.value) if len(node.value) <= SHARED_STRING_CHARS else node.value
         if node.tag != _CORE + "str":
             return self.constructor.construct_object(node)
         text, ok = self._substitute(node, loc)

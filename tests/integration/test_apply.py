@@ -289,3 +289,51 @@ def test_a_create_that_failed_is_planned_again(seeded_workspace, tmp_path):
     assert ops["serving_endpoint.support-agent"] == ["update_config"]
     apply_ok(ws, write(tmp_path, docs))
     assert_converged(ws, write(tmp_path, docs))
+
+
+def test_a_write_that_gave_up_is_re_derived_from_a_fresh_read_in_the_same_run(seeded_workspace, tmp_path):
+    """The config PUT meets two 429s with Retry-After: 1 in a 2 s retry budget, so its call gives
+    up; the run re-reads the endpoint, finds the write still needed and makes it: one run, one
+    config write landed, converged."""
+    ws = seeded_workspace
+    docs = base_documents()
+    apply_ok(ws, write(tmp_path, docs))
+    for route, pct in zip(endpoint(docs)["spec"]["traffic_config"]["routes"], (50, 50), strict=True):
+        route["traffic_percentage"] = pct
+    path = write(tmp_path, docs)
+    ws.reset_requests()
+    ws.set_faults(1.0, seed=1, kinds=["429"], retry_after=1, max_faults=2, only=CONFIG_PUT)
+    result = run(ws, "apply", path, "--auto-approve", env={"RECONCILER_RETRY_SECONDS": "2"})
+    ws.set_faults(0.0)
+    assert result.code == 0, result.out + result.err
+    assert "re-reading it to re-derive its remaining writes" in result.out
+    log = ws.requests()
+    puts = [i for i, r in enumerate(log) if (r["method"], r["path"]) == CONFIG_PUT]
+    assert [log[i]["fault"] for i in puts] == ["429", "429", None] and log[puts[-1]]["status"] == 200
+    endpoint_get = ("GET", CONFIG_PUT[1].removesuffix("/config"))
+    assert any((r["method"], r["path"]) == endpoint_get for r in log[puts[1]:puts[2]])  # re-read in between
+    assert_converged(ws, path)
+
+
+def test_a_write_that_keeps_giving_up_fails_the_object_within_its_budget(seeded_workspace, tmp_path):
+    """Every config PUT meets a 429: the step is re-derived within one more retry budget, then the
+    object fails with the server's reason (the next run finishes the job)."""
+    ws = seeded_workspace
+    docs = base_documents()
+    apply_ok(ws, write(tmp_path, docs))
+    endpoint(docs)["spec"]["tags"]["release"] = "r2"
+    for route, pct in zip(endpoint(docs)["spec"]["traffic_config"]["routes"], (50, 50), strict=True):
+        route["traffic_percentage"] = pct
+    path = write(tmp_path, docs)
+    ws.reset_requests()
+    ws.set_faults(1.0, seed=1, kinds=["429"], retry_after=1, only=CONFIG_PUT)
+    result = run(ws, "apply", path, "--auto-approve", env={"RECONCILER_RETRY_SECONDS": "2"})
+    ws.set_faults(0.0)
+    assert result.code == 1 and "Traceback" not in result.out + result.err
+    assert "failed    serving_endpoint.support-agent" in result.out and "rate limited" in result.out, result.out
+    puts = [r for r in ws.requests() if (r["method"], r["path"]) == CONFIG_PUT]
+    assert 2 < len(puts) <= 2 * 4  # two attempts per try: the first, and at most MAX_REDERIVATIONS more
+    tag_writes = [r for r in ws.requests() if r["method"] == "PATCH"]
+    assert len(tag_writes) == 1  # landed once; a re-derivation does not repeat it
+    apply_ok(ws, path)  # the next run finishes the job
+    assert_converged(ws, path)

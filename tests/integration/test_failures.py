@@ -4,6 +4,7 @@ traceback, nothing written."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from harness import base_documents, run, write, writes
@@ -103,3 +104,24 @@ def test_unexpected_fields_and_enum_values_from_the_workspace_are_not_changes(se
                                "after": "CPU"}]
     assert "served_entities[champion].workload_type: GPU_FROM_THE_FUTURE → CPU only because the manifest leaves " \
            "workload_type out" in change["notes"]
+
+
+def test_a_bad_manifest_is_reported_before_anything_about_the_workspace(seeded_workspace, tmp_path):
+    """A refused manifest is what the user sees, whether or not the host answers, and nothing is
+    sent (reads do not start while the manifests load: names are held to the grammar first)."""
+    docs = base_documents()
+    docs[1]["spec"]["served_entities"][0]["entity_versionn"] = "3"
+    path = write(tmp_path, docs)
+    for env in ({}, {"DATABRICKS_HOST": "http://127.0.0.1:1"}):
+        result = run(seeded_workspace, "plan", path, env=env)
+        assert_one_clean_error(result, "unknown field 'entity_versionn'")
+    assert seeded_workspace.requests() == []
+
+
+def test_plan_reads_each_object_once(seeded_workspace, tmp_path):
+    seeded_workspace.reset_requests()
+    result = run(seeded_workspace, "plan", write(tmp_path, base_documents()))
+    assert result.code == 0, result.err
+    reads = Counter(r["path"] for r in seeded_workspace.requests() if r["method"] == "GET")
+    assert reads["/api/2.0/serving-endpoints/support-agent"] == 1
+    assert reads["/api/2.1/unity-catalog/models/main.agents.support_agent"] == 1

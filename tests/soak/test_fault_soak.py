@@ -31,8 +31,9 @@ def fault_soak(make_workspace, tmp_path, *, runs: int, seed: int, retry_after: i
     changes = soaklib.Changes(seed)
     history: list[dict] = []
     problems: list[str] = []
-    tally = {"runs": runs, "converged": 0, "failed cleanly": 0, "faults": 0, "alias moves checked": 0,
-             "lease left (warned)": 0}
+    tally = {"runs": runs, "converged in one run": 0, "failed cleanly": 0, "faults": 0, "retries": 0, "writes checked": 0,
+             "alias moves checked": 0, "lease left (warned)": 0}
+    reasons: list[str] = []
     # A short retry budget makes some runs give up, so failing runs and their recovery are soaked too.
     env = {"RECONCILER_RETRY_SECONDS": "4"}
     for i in range(runs):
@@ -53,14 +54,17 @@ def fault_soak(make_workspace, tmp_path, *, runs: int, seed: int, retry_after: i
                 problems.append(f"{label}: left the apply lock held without saying so")
         history += log
         tally["faults"] += sum(1 for e in log if e["fault"])
+        tally["retries"] += result.out.count("retrying in") + result.err.count("retrying in")
+        tally["writes checked"] += len(soaklib.managed_writes(log))
         problems += [f"{label}: {p}" for p in soaklib.unsafe_alias_moves(log, docs)]
         text = result.out + result.err
         if "Traceback" in text or "internal error" in text:
             problems.append(f"{label}: not a clean error:\n{text}")
         if result.code == 0:
-            tally["converged"] += 1
+            tally["converged in one run"] += 1
         else:
             tally["failed cleanly"] += 1
+            reasons.append(f"{label}: {(result.err.strip() or result.out.strip()).splitlines()[-1][:300]}")
             bad_lines = [line for line in result.err.splitlines() if line and not ONE_LINE_ERROR.match(line)]
             if bad_lines or not (result.err.strip() or "Apply failed" in result.out):
                 problems.append(f"{label}: exit {result.code} without a one-line reason: {text[-800:]}")
@@ -86,6 +90,8 @@ def fault_soak(make_workspace, tmp_path, *, runs: int, seed: int, retry_after: i
     problems += soaklib.duplicate_creates(history)
     tally["alias moves checked"] = soaklib.alias_sets(history)
     assert not problems, "\n".join(problems)
+    for reason in reasons:  # shown by `make soak` (pytest -rA / on failure): why a run needed a second
+        print(f"needed a second run: {reason}")
     return tally
 
 

@@ -110,7 +110,9 @@ def test_a_lease_taken_by_a_create_whose_answer_was_lost_is_given_back_when_acqu
 
     from reconciler.errors import ReconcilerError
 
-    lock = ApplyLock(Workspace(workspace.client(), retry_seconds=0.5), "prod", timeout_seconds=0)
+    # A budget shorter than the first retry after a dropped connection (0.15 s at least,
+    # workspace.network_backoff): the create's retry never comes, so acquire fails.
+    lock = ApplyLock(Workspace(workspace.client(), retry_seconds=0.1), "prod", timeout_seconds=0)
     workspace.set_faults(1.0, kinds=["drop_after"], max_faults=1, only=("POST", "/api/2.0/workspace/import"))
     with pytest.raises(ReconcilerError, match="import"):
         lock.acquire()
