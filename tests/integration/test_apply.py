@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -330,7 +331,8 @@ def test_a_write_that_keeps_giving_up_fails_the_object_within_its_budget(seeded_
     result = run(ws, "apply", path, "--auto-approve", env={"RECONCILER_RETRY_SECONDS": "2"})
     ws.set_faults(0.0)
     assert result.code == 1 and "Traceback" not in result.out + result.err
-    assert "failed    serving_endpoint.support-agent" in result.out and "rate limited" in result.out, result.out
+    assert re.search(r"^  failed +serving_endpoint\.support-agent", result.out, re.M) and "rate limited" in result.out, \
+        result.out
     puts = [r for r in ws.requests() if (r["method"], r["path"]) == CONFIG_PUT]
     assert 2 < len(puts) <= 2 * 4  # two attempts per try: the first, and at most MAX_REDERIVATIONS more
     tag_writes = [r for r in ws.requests() if r["method"] == "PATCH"]

@@ -10,6 +10,7 @@ Ceilings on time are generous (shared 2-core machines): they prove "bounded", no
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -67,11 +68,13 @@ def test_a_malformed_answer_is_one_line(hostile, tmp_path, answer, expected):
 
 
 def test_a_trickling_server_cannot_hold_a_call(hostile, tmp_path):
-    """One byte every second, never finishing: the call ends at the response bound (3 s here)."""
+    """One byte every second, never finishing: each attempt ends at the response bound (3 s here),
+    and a retry after the dropped answer (from 0.2 s) gets what is left of the 4 s budget."""
     hostile.answer("GET", ENDPOINT, hostile.trickle(every=1.0))
     started = time.monotonic()
     line = one_line(run(hostile, "plan", write(tmp_path, documents()), env=BUDGET), started)
-    assert "no complete answer within 3s" in line, line
+    assert "no complete answer within 3s" in line or \
+        re.search(r"gave up after \d attempt\(s\) in 4s: no complete answer within [0-3]s", line), line
 
 
 def test_the_deadline_bounds_a_call_whatever_its_budgets(hostile, tmp_path):
