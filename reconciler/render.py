@@ -128,6 +128,7 @@ def rollout_lines(rollout: dict[str, Any]) -> list[str]:
     for target in rollout["targets"]:
         lines.append(f"  {target['entity']}: version {target['from_version']} → {target['to_version']}, served as "
                      f"{target['new_entity']} next to it until the final config"
+                     + ("" if str(target["to_version"]).isdigit() else " (N: the number it is registered as)")
                      + (f"; resumes at {target['resume_at_percent']}%" if target.get("resume_at_percent") else ""))
         if not target.get("resume_at_percent"):
             for query in spec.get("smoke") or []:

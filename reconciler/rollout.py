@@ -198,9 +198,12 @@ def _version(fields: dict[str, Any]) -> tuple[Any, Any]:
 
 def temporary_name(entity: str, version: str, taken: set[str]) -> str:
     """`champion-v4`: the entity's name and the version it rolls to (a valid served entity name,
-    at most 63 characters), numbered when a served entity already has it."""
+    at most 63 characters), numbered when a served entity already has it. A version still to be
+    registered from what MLflow logged (`models:/m-...`) has no number yet: `champion-vN` until apply
+    registers it and derives the rollout again with its number."""
+    number = version if version.isdigit() else "N"
     for i in range(1, 100):
-        suffix = f"-v{version}" + (f"-{i}" if i > 1 else "")
+        suffix = f"-v{number}" + (f"-{i}" if i > 1 else "")
         candidate = entity[:63 - len(suffix)] + suffix
         if candidate not in taken:
             return candidate

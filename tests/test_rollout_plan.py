@@ -63,6 +63,8 @@ def test_targets_by_name_and_the_default_names_paired_by_model():
     ("champion", "4", set(), "champion-v4", "the entity and its new version"),
     ("champion", "4", {"champion-v4"}, "champion-v4-2", "numbered when a served entity has the name"),
     ("c" * 63, "12", set(), "c" * 59 + "-v12", "cut to the 63 characters a served entity name may have"),
+    ("champion", "models:/m-8c3f4d5e6f7a4b80912304c5d6e7f809", set(), "champion-vN",
+     "a version still to be registered has no number yet (apply derives the name again after registering)"),
 ])
 def test_temporary_name(entity_name, version, taken, expected, reason):
     assert rollout.temporary_name(entity_name, version, taken) == expected, reason
