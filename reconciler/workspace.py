@@ -274,6 +274,7 @@ class Workspace:
         self.fence: Callable[[], float] | None = None
         self.on_retry: Callable[[str, str], None] | None = None
         self._down: str | None = None  # why the host stopped answering, once a call gave up on it
+        self._me: dict[str, Any] | None = None  # the calling identity, read once (current_user)
 
     @classmethod
     def connect(cls, *, profile: str | None = None, parallelism: int = 16,
@@ -712,8 +713,13 @@ class Workspace:
 
     def current_user(self) -> dict[str, Any]:
         """The calling identity (SCIM Me): `userName` is the user's e-mail or, for a service
-        principal, its application id (databricks/cli libs/iamutil)."""
-        return self._call("GET", "/api/2.0/preview/scim/v2/Me", shape=USER, subject="current_user", operation="get")
+        principal, its application id (databricks/cli libs/iamutil). Read once per workspace: the
+        credentials, and so the identity, are fixed for its life (an apply plans twice and records
+        who applied)."""
+        if self._me is None:
+            self._me = self._call("GET", "/api/2.0/preview/scim/v2/Me", shape=USER, subject="current_user",
+                                  operation="get")
+        return self._me
 
     def model_privileges(self, full_name: str) -> dict[str, set[str]]:
         """Who holds which Unity Catalog privileges on a registered model, its own and those it
