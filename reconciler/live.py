@@ -140,10 +140,9 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
     scopes = {scope for scope, _ in secret_references(manifests)}
     calls += [(("keys", s), partial(workspace.list_secret_keys, s))
               for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]
-    results = run_parallel(calls, parallelism)
-    for (kind, key), value in results.items():
-        found: dict[str, dict[Any, Any]] = {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
-                                            "keys": live.secret_keys}
+    found: dict[str, dict[Any, Any]] = {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
+                                        "keys": live.secret_keys}
+    for (kind, key), value in run_parallel(calls, parallelism).items():
         found[kind][key] = value
     # Resources: those declared by manifests and those the read MLmodels declare.
     wanted = declared_resources(manifests) | {r for m in live.mlmodels.values() for r in mlmodel_resources(m)
