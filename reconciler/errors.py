@@ -112,7 +112,13 @@ class Unauthenticated(WorkspaceError):
 
 
 class Unreachable(WorkspaceError):
-    """No answer: connection refused, timed out, name not resolved, retries exhausted."""
+    """No answer: connection refused, timed out, name not resolved, retries exhausted.
+    `retry_after`: the server asked to be called again no sooner than this many seconds (its
+    Retry-After), more than the time that was left; nothing tries again sooner."""
+
+    def __init__(self, problem: Problem, *, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
 
 
 class UnexpectedAnswer(WorkspaceError):

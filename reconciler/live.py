@@ -48,10 +48,12 @@ class LiveState:
         return self.objects.setdefault("serving_endpoint", {})
 
 
-def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: int) -> dict[Any, Any]:
-    """Run keyed calls on a thread pool; every failure is collected, then raised together (one
-    line per cause: `errors.collapse`). An interrupt stops it at once: calls not started are
-    cancelled, and `Interrupted` is raised as it is."""
+def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: int,
+                 workspace: Workspace) -> dict[Any, Any]:
+    """Run keyed reads on a thread pool, each one tried again when it gives up on the workspace
+    (`Workspace.persevering`); every failure is collected, then raised together (one line per
+    cause: `errors.collapse`). An interrupt stops it at once: calls not started are cancelled,
+    and `Interrupted` is raised as it is."""
     calls = list(calls)
     results: dict[Any, Any] = {}
     problems: list[Problem] = []
@@ -59,7 +61,7 @@ def run_parallel(calls: Iterable[tuple[Any, Callable[[], Any]]], parallelism: in
         return results
     interrupted: Interrupted | None = None
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(calls)))) as pool:
-        futures = [(key, pool.submit(fn)) for key, fn in calls]
+        futures = [(key, pool.submit(workspace.persevering(fn))) for key, fn in calls]
         for key, future in futures:
             if interrupted is not None:
                 future.cancel()
@@ -101,7 +103,7 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))
     calls.append((("list", ""), workspace.list_endpoints))  # what left the manifests: pruned, or mentioned
-    results = run_parallel(calls, parallelism)
+    results = run_parallel(calls, parallelism, workspace)
     for (kind, name), value in results.items():
         if kind in live.objects:
             live.objects[kind][name] = value
@@ -142,12 +144,13 @@ def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveStat
               for s in sorted(scopes) if live.secret_scopes is not None and s in live.secret_scopes]
     found: dict[str, dict[Any, Any]] = {"acl": live.permissions, "version": live.versions, "mlmodel": live.mlmodels,
                                         "keys": live.secret_keys}
-    for (kind, key), value in run_parallel(calls, parallelism).items():
+    for (kind, key), value in run_parallel(calls, parallelism, workspace).items():
         found[kind][key] = value
     # Resources: those declared by manifests and those the read MLmodels declare.
     wanted = declared_resources(manifests) | {r for m in live.mlmodels.values() for r in mlmodel_resources(m)
                                               if r[0] in RESOURCE_TYPES}
-    live.resources = run_parallel([(r, partial(workspace.resource_exists, *r)) for r in sorted(wanted)], parallelism)
+    live.resources = run_parallel([(r, partial(workspace.resource_exists, *r)) for r in sorted(wanted)], parallelism,
+                                  workspace)
 
 
 def replacing(manifest: Any, api: dict[str, Any]) -> bool:
@@ -303,7 +306,7 @@ def read_access(workspace: Workspace, plan: Any, live: LiveState, principal: str
             models |= {f["entity_name"] for f in (change.desired or {}).get("served_entities", {}).values()}
     calls += [(("grants", m), partial(workspace.model_privileges, m)) for m in sorted(models)]
     calls += [(("model", m), partial(workspace.get_model, m)) for m in sorted(models) if m not in live.models]
-    for (kind, key), value in run_parallel(calls, parallelism).items():
+    for (kind, key), value in run_parallel(calls, parallelism, workspace).items():
         if kind == "acl":
             access.endpoint_levels[key] = live_permissions(value).get(principal)
         elif kind == "grants":

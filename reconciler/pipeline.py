@@ -34,7 +34,7 @@ def deploying_identity(workspace: Workspace, deployer: str | None) -> tuple[str,
         problem = name_problem("identity", deployer)
         if problem:
             raise ReconcilerError(f"--deployer: {problem}")
-    me = workspace.current_user()
+    me = workspace.persevering(workspace.current_user)()
     name = me.get("userName") or ""
     if deployer is not None and deployer != name:
         return identity_principal(deployer), None

@@ -43,6 +43,7 @@ first one landed, and callers answer that by reading back (see apply.py).
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import os
 import queue
@@ -97,6 +98,8 @@ RESOURCE_TYPES = tuple(RESOURCE_ROUTES)
 
 RETRY_SECONDS = 300.0  # the SDK's default retry budget (Config.retry_timeout_seconds)
 RESPONSE_SECONDS = 60.0  # the SDK's default HTTP timeout; here a bound on a whole answer
+AGAIN_PAUSE = 1.0  # seconds between an operation giving up on the workspace and its next try (try_again_in)
+MAX_AGAIN = 3  # times one operation (an apply step, a planning read) is tried again in one run
 SHARED_STRING_CHARS = 40  # answers' strings up to this long are interned (_shared_strings)
 MAX_NESTING = 64  # deeper JSON than any documented answer is refused before we walk it
 MAX_FILE_BYTES = 16 * 1024 * 1024  # an MLmodel file or a lease file; anything larger is not one
@@ -275,6 +278,9 @@ class Workspace:
         self.on_retry: Callable[[str, str], None] | None = None
         self._down: str | None = None  # why the host stopped answering, once a call gave up on it
         self._me: dict[str, Any] | None = None  # the calling identity, read once (current_user)
+        # Answers that cannot change once seen, read once per workspace (an apply plans twice): a
+        # READY model version (get_model_version) and a version's MLmodel file (read_mlmodel).
+        self._final: dict[tuple[str, str, str], Any] = {}
 
     @classmethod
     def connect(cls, *, profile: str | None = None, parallelism: int = 16,
@@ -319,6 +325,42 @@ class Workspace:
     def down(self) -> bool:
         """A call found the host not answering for a whole retry budget; later calls fail at once."""
         return self._down is not None
+
+    def try_again_in(self, exc: Unreachable, first_failure: float, times: int) -> float | None:
+        """In how many seconds an operation that gave up on the workspace (`Unreachable`: its
+        retries spent, or a write whose fate is unknown) at `first_failure` (monotonic), and was
+        tried again `times` times since, may be tried once more; None: it may not. AGAIN_PAUSE, or
+        the server's Retry-After when it asked for longer (`exc.retry_after`); at most MAX_AGAIN
+        times (a cause that fails a call at once must not make a loop), within one retry budget of
+        that first failure (RECONCILER_RETRY_SECONDS), before the run's --deadline, and while the
+        host has not been found down (calls would fail at once). An apply step tried again
+        re-reads its object and re-derives its writes (apply.py); a read is read again
+        (`persevering`)."""
+        pause = max(AGAIN_PAUSE, exc.retry_after or 0.0)
+        then = time.monotonic() + pause
+        if (times < MAX_AGAIN and then - first_failure < self.retry_seconds and not self.down
+                and (self.deadline is None or then < self.deadline)):
+            return pause
+        return None
+
+    def persevering(self, read: Callable[[], Any]) -> Callable[[], Any]:
+        """`read`, tried again while `try_again_in` allows when it gives up on the workspace: a
+        plan whose one read met faults for a whole retry budget is not lost for it."""
+        def again() -> Any:
+            first_failure: float | None = None
+            times = 0
+            while True:
+                try:
+                    return read()
+                except Unreachable as exc:
+                    first_failure = time.monotonic() if first_failure is None else first_failure
+                    pause = self.try_again_in(exc, first_failure, times)
+                    if pause is None:
+                        raise
+                    times += 1
+                    if self.cancel.wait(pause):
+                        raise Interrupted(self.cancel_signal) from None
+        return again
 
     # ---- the call layer --------------------------------------------------------------------------
 
@@ -466,7 +508,7 @@ class Workspace:
         if retry_after is not None and retry_after > left:
             raise Unreachable(Problem(f"{operation}: {reason}; the server asks to retry after {retry_after:.0f}s "
                                       f"(Retry-After), more than the {max(0.0, left):.0f}s left {bound}",
-                                      subject=subject))
+                                      subject=subject), retry_after=retry_after)
         if retry_after is None:
             delay = network_backoff(tries) if network else sdk_backoff(tries)
         # A host known to be down (see below) gets one try, not another budget: the lock's release,
@@ -560,9 +602,20 @@ class Workspace:
                           subject=f"registered_model.{full_name}", operation="get")
 
     def get_model_version(self, full_name: str, version: str) -> dict[str, Any] | None:
-        return self._call("GET", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/versions/"
-                                 f"{_segment('version', str(version))}", missing_ok=True, shape=VERSION,
-                          subject=f"registered_model.{full_name}", operation=f"get version {version}")
+        """The version, or None. A READY answer is kept for the workspace's life: READY is the last
+        status a version reaches ("the version has been finalized": ModelVersionStatus in the Unity
+        Catalog REST reference and unitycatalog's model_versions.proto; PENDING_REGISTRATION and
+        FAILED_REGISTRATION are the others), and its status is all this tool reads of it. A version
+        deleted since is found by the write that names it."""
+        key = ("version", full_name, str(version))
+        if key in self._final:
+            return dict(self._final[key])
+        answer = self._call("GET", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/versions/"
+                                   f"{_segment('version', str(version))}", missing_ok=True, shape=VERSION,
+                            subject=f"registered_model.{full_name}", operation=f"get version {version}")
+        if answer is not None and answer.get("status") == "READY":
+            self._final[key] = answer
+        return dict(answer) if answer is not None else None
 
     # ---- what MLflow logged, and the versions registered from it (kinds/model_version.py) -----------
 
@@ -663,7 +716,18 @@ class Workspace:
 
     def read_mlmodel(self, full_name: str, version: str) -> dict[str, Any] | None:
         """The version's MLmodel file (resources, auth_policy), or None if it has none. Read
-        through the Files API at /Models/{catalog}/{schema}/{model}/{version}/MLmodel."""
+        through the Files API at /Models/{catalog}/{schema}/{model}/{version}/MLmodel. Once the
+        version is seen READY the answer (None too) is kept for the workspace's life: a version's
+        files are written while it registers and are final once it is READY ("the client successfully wrote all model artifacts to external
+        storage and the version has been finalized": unitycatalog's model_versions.proto)."""
+        key = ("mlmodel", full_name, str(version))
+        if key in self._final and ("version", full_name, str(version)) in self._final:
+            return copy.deepcopy(self._final[key])
+        found = self._read_mlmodel(full_name, version)
+        self._final[key] = copy.deepcopy(found)  # kept; given back once the version is seen READY
+        return found
+
+    def _read_mlmodel(self, full_name: str, version: str) -> dict[str, Any] | None:
         _segment("model", full_name)
         parts = [*full_name.split("."), str(version), "MLmodel"]
         path = "/api/2.0/fs/files/Models/" + "/".join(_segment(None, p) for p in parts)

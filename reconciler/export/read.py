@@ -55,7 +55,7 @@ def read_live(workspace: Any, *, endpoints: Sequence[str], models: Sequence[str]
     calls: list[tuple[Any, Callable[[], Any]]] = [(("endpoint", n), partial(workspace.get_endpoint, n))
                                                   for n in names]
     calls += [(("model", m), partial(workspace.get_model, m)) for m in live.requested_models]
-    for (kind, name), value in run_parallel(calls, parallelism).items():
+    for (kind, name), value in run_parallel(calls, parallelism, workspace).items():
         (live.endpoints if kind == "endpoint" else live.models)[name] = _as_asked(kind, name, value, live.refused)
     # Keep the order asked for; an answer for another name is left out (its problem says why).
     live.endpoints = {n: live.endpoints[n] for n in names if f"serving_endpoint.{n}" not in live.refused}
@@ -70,7 +70,7 @@ def read_live(workspace: Any, *, endpoints: Sequence[str], models: Sequence[str]
         known = {(api or {}).get("full_name") for api in live.models.values() if isinstance(api, dict)}
         calls += [(("model", m), _tolerant(partial(workspace.get_model, m)))
                   for m in sorted(served - known - set(live.models))]
-    for (kind, name), value in run_parallel(calls, parallelism).items():
+    for (kind, name), value in run_parallel(calls, parallelism, workspace).items():
         if kind == "acl":
             live.acls[name] = value
         elif value is not None:

@@ -80,6 +80,20 @@ def test_rate_limiting_beyond_the_retry_budget(seeded_workspace, tmp_path):
     assert "rate limited" in result.err or "gave up after retrying" in result.err, result.err
 
 
+def test_a_plan_read_that_gave_up_is_read_again_within_the_budget(seeded_workspace, tmp_path):
+    """The endpoint's GET meets 429s (Retry-After 1 s) until a 2 s budget has no room for another
+    wait: that read gives up, and is read again after the pause the server asked for, instead of
+    losing the whole plan (`Workspace.persevering`): one read short of a budget, not a failed run."""
+    route = ("GET", "/api/2.0/serving-endpoints/support-agent")
+    seeded_workspace.set_faults(1.0, seed=1, kinds=["429"], retry_after=1, max_faults=2, only=route)
+    seeded_workspace.reset_requests()
+    result = run(seeded_workspace, "plan", write(tmp_path, base_documents()), env={"RECONCILER_RETRY_SECONDS": "2"})
+    seeded_workspace.set_faults(0.0)
+    assert result.code == 0, result.err
+    answered = [e["status"] for e in seeded_workspace.requests() if (e["method"], e["path"]) == route]
+    assert answered[:2] == [429, 429] and len(answered) == 3 and answered[2] != 429, answered  # 404: to be created
+
+
 def test_unexpected_fields_and_enum_values_from_the_workspace_are_not_changes(seeded_workspace, tmp_path):
     """A newer API may answer with fields and enum values this release does not know: fields are kept
     as the server sent them (never a crash or a diff), and an enum value of a field the manifest
