@@ -24,16 +24,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from reconciler.errors import Interrupted, LeaseLost, Problem, ReconcilerError, Unreachable
 from reconciler.kinds import serving_endpoint
 from reconciler.plan import Action, Change, Plan
 from reconciler.render import Progress
 from reconciler.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reconciler.kinds import Step
 
 
 @dataclass
@@ -78,31 +82,66 @@ class Executor:
             raise ReconcilerError([Problem(f"needs replace ({'; '.join(c.replace_reasons)}): the endpoint would be "
                                            "deleted and re-created, with downtime; pass --allow-replace to do it",
                                            subject=c.address) for c in refused])
-        for kind, step in steps():
-            self._parallel([c for c in changes if c.kind == kind.key and step.takes(c)], step.run,
-                           in_flight=step.in_flight)
+        ordered = steps()
+        while ordered:
+            # A step that starts early (the alias moves that wait for endpoints) runs with the step
+            # before it: each of its changes starts once the changes it waits for have finished.
+            batch = [ordered.pop(0)]
+            while ordered and ordered[0][1].early:
+                batch.append(ordered.pop(0))
+            self._parallel([(c, step) for kind, step in batch for c in changes if c.kind == kind.key and step.takes(c)])
             if self.lease_lost is not None:
                 break  # no later step starts: the next apply finishes the job
         return [self.outcomes[c.address] for c in changes if c.address in self.outcomes]
 
-    def _parallel(self, changes: list[Change], fn: Callable[[Executor, Change], None], *, in_flight: int = 0) -> None:
-        """Run `fn` per change on `in_flight` threads (default: --parallelism); API calls are
-        bounded by --parallelism either way (see `_Throttled`)."""
-        if not changes:
+    def _parallel(self, work: list[tuple[Change, Step]]) -> None:
+        """Run each change's step, on as many threads as the steps allow at once (`Step.in_flight`,
+        default --parallelism); API calls are bounded by --parallelism either way (`_Throttled`)."""
+        if not work:
             return
+        counts = Counter(id(step) for _, step in work)
+        threads = sum(min(step.in_flight or self.options.parallelism, counts[id(step)])
+                      for step in {id(step): step for _, step in work}.values())
+        work = sorted(work, key=lambda pair: pair[1].early)  # what early changes wait for is started first
+        done = [threading.Event() for _ in work]
+        finished: dict[str, list[threading.Event]] = {}  # address -> its changes' events, early ones aside
+        for (change, step), event in zip(work, done, strict=True):
+            if not step.early:
+                finished.setdefault(change.address, []).append(event)
         # Every change is started and then every one waited for, so that an interrupt (which each
         # of them sees) is raised only once all have returned: no write is left in flight.
-        with ThreadPoolExecutor(max_workers=max(1, min(in_flight or self.options.parallelism, len(changes)))) as pool:
-            futures = [pool.submit(self._guard, c, fn) for c in changes]
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            futures = [pool.submit(self._start, change, step, finished, event)
+                       for (change, step), event in zip(work, done, strict=True)]
         for future in futures:
             future.result()
+
+    def _start(self, change: Change, step: Step, finished: dict[str, list[threading.Event]],
+               done: threading.Event) -> None:
+        """Run one change's step, once (an early step's) the changes it waits for have finished.
+        An early change waits only for changes submitted before it, so waits cannot go round."""
+        try:
+            if step.early:
+                waits_for = sorted({a for op in change.operations for a in op.after} & finished.keys())
+                for address in waits_for:
+                    for event in finished[address]:
+                        while not event.wait(0.2):
+                            if self.ws.cancel.is_set():
+                                raise Interrupted(self.ws.cancel_signal)
+                ended = [a for a in waits_for if a not in self.outcomes]  # its step raised: the run stops
+                if ended:
+                    self.skip(change.address, f"not done: {', '.join(ended)} did not finish")
+                    return
+            self._guard(change, step.run)
+        finally:
+            done.set()
 
     def _guard(self, change: Change, fn: Callable[[Executor, Change], None]) -> None:
         """Run one object's step. A step that gave up on the workspace (`Unreachable`: retries
         spent, or a write whose fate is unknown) is run again, as a re-run of apply would: it
         re-reads the object and re-derives the writes still needed, so a write that landed is not
-        repeated (`REDERIVE_PAUSE` apart, while the object's retry budget, the run's --deadline and
-        the lease last)."""
+        repeated (`Workspace.try_again_in`: a pause apart, a few times, while the object's retry
+        budget, the run's --deadline and the lease last)."""
         if self.ws.cancel.is_set():  # interrupted: start nothing new (interrupts.py)
             raise Interrupted(self.ws.cancel_signal)
         first_failure: float | None = None
@@ -120,12 +159,13 @@ class Executor:
             except Unreachable as exc:
                 first_failure = time.monotonic() if first_failure is None else first_failure
                 reason = _reason(exc)
-                if not self._may_rederive(first_failure, self.rederived.get(change.address, 0)):
+                pause = self.workspace.try_again_in(exc, first_failure, self.rederived.get(change.address, 0))
+                if pause is None:
                     self._fail(change.address, reason)
                     return
                 self.rederived[change.address] = self.rederived.get(change.address, 0) + 1
                 self.progress(change.address, f"re-reading it to re-derive its remaining writes, after: {reason}")
-                if self.ws.cancel.wait(REDERIVE_PAUSE):
+                if self.ws.cancel.wait(pause):
                     raise Interrupted(self.ws.cancel_signal) from None
             except ReconcilerError as exc:
                 self._fail(change.address, _reason(exc))
@@ -133,16 +173,6 @@ class Executor:
             except serving_endpoint.EndpointFailed as exc:
                 self._fail(change.address, str(exc))
                 return
-
-    def _may_rederive(self, first_failure: float, times: int) -> bool:
-        """Whether an object whose step first gave up at `first_failure`, and was run again `times`
-        times since, may be tried again: at most MAX_REDERIVATIONS times (a cause that fails a call
-        at once, such as a Retry-After longer than the budget, must not make a loop), within one
-        retry budget of that first failure (RECONCILER_RETRY_SECONDS), before the run's --deadline,
-        while the host has not been found down (calls would fail at once)."""
-        now = time.monotonic() + REDERIVE_PAUSE
-        return (times < MAX_REDERIVATIONS and now - first_failure < self.workspace.retry_seconds
-                and not self.workspace.down and (self.workspace.deadline is None or now < self.workspace.deadline))
 
     # ---- what the kinds' apply steps report (kinds/*.py) -----------------------------------------
 
@@ -199,10 +229,6 @@ class Executor:
             raise self.lease_lost
         if self.workspace.fence is not None:
             self.workspace.fence()
-
-
-REDERIVE_PAUSE = 1.0  # seconds between an object's step giving up and its re-read
-MAX_REDERIVATIONS = 3  # times one object's step is run again in one run
 
 
 def _reason(exc: ReconcilerError) -> str:

@@ -16,7 +16,8 @@ written) and `link` (after planning, what in other changes waits for its own).
 Apply runs the steps of all kinds by phase (lower first; the changes of one step in parallel; the
 steps of one phase in the order of `KINDS`): registered models and the alias changes no endpoint
 waits for, then the model versions registered from MLflow (1), endpoints (2), the alias moves
-that wait for endpoints or registrations (3), pruned endpoints (4).
+that wait for endpoints or registrations (3: `early`, each as soon as its endpoints serve, while
+other endpoints still update), pruned endpoints (4).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Step:
     takes: Callable[[Change], bool]
     run: Callable[[Executor, Change], None]
     in_flight: int = 0  # changes handled at once; 0: --parallelism (API calls are bounded by it anyway)
+    # Runs with the step before it rather than after it: each change starts as soon as the changes
+    # its operations wait for (`after`) have finished (an alias moves once its endpoints serve).
+    early: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def _is_delete(change: Change) -> bool:
 KINDS: tuple[Kind, ...] = (
     Kind(registered_model.KEY, "RegisteredModel", registered_model, (
         Step(1, registered_model.has_unlinked, registered_model.apply_unlinked),
-        Step(3, registered_model.has_linked, registered_model.apply_linked),
+        Step(3, registered_model.has_linked, registered_model.apply_linked, early=True),
     )),
     Kind(serving_endpoint.KEY, "ServingEndpoint", serving_endpoint, (
         # Endpoints waiting for their updates hold no API slot, so many are applied at once.

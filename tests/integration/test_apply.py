@@ -334,8 +334,61 @@ def test_a_write_that_keeps_giving_up_fails_the_object_within_its_budget(seeded_
     assert re.search(r"^  failed +serving_endpoint\.support-agent", result.out, re.M) and "rate limited" in result.out, \
         result.out
     puts = [r for r in ws.requests() if (r["method"], r["path"]) == CONFIG_PUT]
-    assert 2 < len(puts) <= 2 * 4  # two attempts per try: the first, and at most MAX_REDERIVATIONS more
+    assert 2 < len(puts) <= 2 * 4  # two attempts per try: the first, and at most MAX_AGAIN more
     tag_writes = [r for r in ws.requests() if r["method"] == "PATCH"]
     assert len(tag_writes) == 1  # landed once; a re-derivation does not repeat it
     apply_ok(ws, path)  # the next run finishes the job
     assert_converged(ws, path)
+
+
+def test_an_alias_moves_as_soon_as_its_endpoint_serves_while_another_still_updates(make_workspace, tmp_path):
+    """Two agents bumped at once: agent 0's alias moves once agent 0's endpoint serves the new
+    version, while agent 1's config write is still unanswered (its answer is held back); agent
+    1's alias moves only after its own endpoint serves. Before, every alias move waited for every
+    endpoint (kinds/__init__.py: the alias step is `early`)."""
+    import threading
+
+    from bench import fleet
+
+    ws = make_workspace(fleet.seed(2, versions=3), update_seconds=0.2)
+    ws.log_responses = True
+    path = str(fleet.write_manifests(tmp_path / "manifests", 2, version=2))
+    slow = ws.hold_answer("PUT", f"/api/2.0/serving-endpoints/{fleet.endpoint_name(1)}/config")
+    outcome: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=run(ws, "apply", path, "--auto-approve")))
+    runner.start()
+    first_alias = ("PUT", f"/api/2.1/unity-catalog/models/{fleet.model_name(0)}/aliases/champion")
+    deadline = time.monotonic() + 30
+    try:
+        while not any((e["method"], e["path"]) == first_alias for e in ws.requests()):
+            assert time.monotonic() < deadline, "agent 0's alias waited for agent 1's endpoint"
+            time.sleep(0.05)
+        assert slow.reached.is_set() and not slow.released.is_set()
+    finally:
+        slow.release()
+        runner.join(timeout=60)
+    result = outcome["result"]
+    assert result.code == 0, result.out + result.err
+    log = ws.requests()
+    order = [(e["method"], e["path"]) for e in log if e["method"] != "GET"]
+    second_alias = ("PUT", f"/api/2.1/unity-catalog/models/{fleet.model_name(1)}/aliases/champion")
+    assert order.index(first_alias) < order.index(second_alias)
+    ready = [i for i, e in enumerate(log) if e["method"] == "GET" and e["path"].endswith(fleet.endpoint_name(1))
+             and ((e.get("response") or {}).get("body") or {}).get("state", {}).get("config_update") == "NOT_UPDATING"]
+    assert ready and ready[-1] < [i for i, e in enumerate(log) if (e["method"], e["path"]) == second_alias][0]
+
+
+def test_an_apply_reads_a_ready_version_and_its_mlmodel_once(make_workspace, tmp_path):
+    """Apply plans before the lock and again under it; what cannot change between the two (a READY
+    version, that version's MLmodel file) is read once per run (Workspace.get_model_version,
+    read_mlmodel), while the model and the endpoint, which can, are read by both plans."""
+    from bench import fleet
+
+    ws = make_workspace(fleet.seed(1, versions=2), update_seconds=0.1)
+    path = str(fleet.write_manifests(tmp_path / "manifests", 1, version=2))
+    ws.reset_requests()
+    apply_ok(ws, path)
+    gets = Counter(e["path"] for e in ws.requests() if e["method"] == "GET")
+    assert gets[f"/api/2.1/unity-catalog/models/{fleet.model_name(0)}/versions/2"] == 1, gets
+    assert gets["/api/2.0/fs/files/Models/main/bench/agent_000/2/MLmodel"] == 1, gets
+    assert gets[f"/api/2.1/unity-catalog/models/{fleet.model_name(0)}"] >= 2, gets
