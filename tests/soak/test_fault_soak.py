@@ -64,7 +64,9 @@ def fault_soak(make_workspace, tmp_path, *, runs: int, seed: int, retry_after: i
             tally["converged in one run"] += 1
         else:
             tally["failed cleanly"] += 1
-            reasons.append(f"{label}: {(result.err.strip() or result.out.strip()).splitlines()[-1][:300]}")
+            # Why: the objects that failed or were skipped (their lines carry the cause), else the error.
+            why = [line.strip() for line in result.out.splitlines() if line.startswith(("  failed", "  skipped"))]
+            reasons.append(f"{label}: {' | '.join(why)[:600] or (result.err.strip() or result.out.strip()).splitlines()[-1][:300]}")
             bad_lines = [line for line in result.err.splitlines() if line and not ONE_LINE_ERROR.match(line)]
             if bad_lines or not (result.err.strip() or "Apply failed" in result.out):
                 problems.append(f"{label}: exit {result.code} without a one-line reason: {text[-800:]}")
