@@ -13,6 +13,7 @@ from reconciler.errors import Problem
 from reconciler.manifests.model import (
     KNOWN_WORKLOAD_SIZES,
     KNOWN_WORKLOAD_TYPES,
+    WORKLOAD_SIZE_NAME,
     WORKLOAD_TYPE_NAME,
     RegisteredModel,
     ServingEndpoint,
@@ -79,6 +80,9 @@ def _enum_problem(key: str, value: str) -> str | None:
     if key == "workload_type" and not re.fullmatch(WORKLOAD_TYPE_NAME, value):
         return (f"{key} '{value}' is not a workload type name (upper-case letters, digits and '_'); use one of "
                 f"{', '.join(known)}")
+    if key == "workload_size" and not re.fullmatch(WORKLOAD_SIZE_NAME, value):
+        return (f"{key} '{value}' is not a size name (empty, or with spaces); use one of {', '.join(known)}, or a "
+                "custom size the workspace offers")
     return None
 
 

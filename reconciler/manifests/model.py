@@ -80,6 +80,7 @@ KNOWN_WORKLOAD_TYPES = ("CPU", "CPU_MEDIUM", "CPU_LARGE", "GPU_SMALL", "GPU_MEDI
                         "GPU_XLARGE_8", "MULTIGPU_MEDIUM")  # SDK 0.156 ServingModelWorkloadType
 KNOWN_WORKLOAD_SIZES = ("Small", "Medium", "Large")  # ServedEntityInput.workload_size docstring
 WORKLOAD_TYPE_NAME = r"^[A-Z][A-Z0-9_]*$"  # every workload type the API lists is an upper-case name
+WORKLOAD_SIZE_NAME = r"^\S+$"  # custom sizes are the workspace's names: at least not empty, no spaces
 
 
 def _open_enum(known: tuple[str, ...], pattern: str | None, description: str) -> WithJsonSchema:
@@ -90,7 +91,7 @@ def _open_enum(known: tuple[str, ...], pattern: str | None, description: str) ->
 WorkloadType = Annotated[str, _open_enum(KNOWN_WORKLOAD_TYPES, WORKLOAD_TYPE_NAME,
                                          "CPU (the default), GPU_SMALL, ...; a type newer than this release is "
                                          "sent as written.")]
-WorkloadSize = Annotated[str, _open_enum(KNOWN_WORKLOAD_SIZES, None,
+WorkloadSize = Annotated[str, _open_enum(KNOWN_WORKLOAD_SIZES, WORKLOAD_SIZE_NAME,
                                          "Small, Medium or Large, or a custom size the workspace offers.")]
 PermissionLevel = Literal["CAN_MANAGE", "CAN_QUERY", "CAN_VIEW"]
 
