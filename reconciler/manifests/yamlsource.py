@@ -62,6 +62,12 @@ _RESTORE = str.maketrans({_OPEN: "{", _CLOSE: "}"})
 
 _PURE_LOADER: type = yaml.SafeLoader
 _FAST_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
+# Tag resolution and scalar construction are stateless for the core tags: one of each serves every
+# document (a SafeLoader per document would build a reader, scanner and parser for nothing, and
+# leave reference cycles for the garbage collector). Scalars are built by their tag's constructor
+# directly, not `construct_object`, which would remember every node it built.
+_RESOLVER = yaml.resolver.Resolver()
+_SCALARS = yaml.constructor.SafeConstructor()
 
 Loc = tuple[str | int, ...]
 
@@ -163,7 +169,7 @@ class _Composer:
     """
 
     def __init__(self, *, braced: bool = False) -> None:
-        self.resolver = yaml.resolver.Resolver()
+        self.resolver = _RESOLVER
         self.braced = braced  # the text's placeholders were protected (`_BRACED`): put their braces back
 
     def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node]:
@@ -261,7 +267,6 @@ class _DocumentBuilder:
         self.variables = variables  # None: no `${...}` substitution at all (variable files)
         self.problems = problems
         self.nodes = 0
-        self.constructor = yaml.SafeLoader("")
         self.doc: SourceDocument | None = None
         self.index = index
 
@@ -348,14 +353,14 @@ class _DocumentBuilder:
             # Short values repeat across documents ("Small", "champion", "reconciler/v1"): one string each.
             return sys.intern(node.value) if len(node.value) <= SHARED_STRING_CHARS else node.value
         if node.tag != _CORE + "str":
-            return self.constructor.construct_object(node)
+            return _scalar_value(node)
         text, ok = self._substitute(node, loc)
         if ok and text and node.style is None and _VAR.fullmatch(node.value):
             # An unquoted `${var.x}` takes the type of what it stands for, as if written there
             # (`--var pct=90` gives 90, `--var on=true` gives true); an empty value stays "".
-            tag = self.constructor.resolve(ScalarNode, text, (True, False))
+            tag = _RESOLVER.resolve(ScalarNode, text, (True, False))
             if tag in _SCALAR_TAGS and tag != _CORE + "timestamp":
-                return self.constructor.construct_object(ScalarNode(tag, text))
+                return _scalar_value(ScalarNode(tag, text))
         return text
 
     def _substitute(self, node: ScalarNode, loc: Loc) -> tuple[str, bool]:
@@ -392,6 +397,11 @@ class _DocumentBuilder:
             return self.variables[name.group(1)]
 
         return _VAR.sub(replace, node.value), ok
+
+
+def _scalar_value(node: ScalarNode) -> Any:
+    """A null, bool, int or float scalar's value, as `safe_load` constructs it."""
+    return _SCALARS.yaml_constructors[node.tag](_SCALARS, node)
 
 
 def _decode(path: str, raw: bytes, problems: list[Problem]) -> str | None:
