@@ -93,14 +93,16 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
     from reconciler.kinds import KINDS
 
     live = LiveState()
-    # The endpoint list first: it is the biggest answer (every endpoint of the workspace, not
-    # paginated), so it is read alongside the others and boiled down (`_left_manifests`) before they
-    # pile up, instead of last, alone, at the tail of the reads.
-    calls: list[tuple[Any, Callable[[], Any]]] = [(("list", ""), partial(_left_manifests, workspace, manifests))]
+    calls: list[tuple[Any, Callable[[], Any]]] = []
     for kind in KINDS:
         live.objects[kind.key] = {}
         calls += [((kind.key, n), partial(kind.module.read, workspace, n))
                   for n in sorted(kind.module.names(manifests))]
+    # The endpoint list among the first: it is the biggest answer (every endpoint of the workspace,
+    # not paginated), so it is read alongside the others and boiled down (`_left_manifests`) before
+    # they pile up, instead of last, alone, at the tail of the reads. Second, not first: a refusal
+    # that fails every call alike (a bad token) is still told naming an object (`errors.collapse`).
+    calls.insert(1, (("list", ""), partial(_left_manifests, workspace, manifests)))
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))
     results = run_parallel(calls, parallelism)
