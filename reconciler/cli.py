@@ -12,12 +12,14 @@ for SIGTERM), anything unexpected is reported in one line too, never as a traceb
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -79,7 +81,8 @@ def connect(profile: str | None, parallelism: int, deadline: float | None, progr
     `progress`, and watched by this run's signal handling (interrupts.py)."""
     from reconciler.workspace import Workspace
 
-    workspace = Workspace.connect(profile=profile, parallelism=parallelism)
+    with _kept():  # the SDK's modules
+        workspace = Workspace.connect(profile=profile, parallelism=parallelism)
     if deadline is not None:
         workspace.deadline = _run_state().started + deadline
     workspace.on_retry = progress
@@ -100,7 +103,26 @@ def load(paths: tuple[str, ...], variables: tuple[str, ...], var_files: tuple[st
          stack: str | None = None) -> Any:
     from reconciler import api
 
-    return api.load(paths or DEFAULT_PATHS, variables=variables, var_files=var_files, stack=stack)
+    with _kept():
+        return api.load(paths or DEFAULT_PATHS, variables=variables, var_files=var_files, stack=stack)
+
+
+@contextmanager
+def _kept() -> Iterator[None]:
+    """For what stays until the run ends (the manifests, the SDK's modules): the cyclic garbage
+    collector is paused while it is made, then told never to walk it (`gc.freeze`). 10,000 manifest
+    documents are about two million objects; each full pass of the collector, which their growth
+    and a plan's thousands of answers trigger again and again, would walk them all (seconds, in
+    total). Loading makes no reference cycles (tests/test_validate.py), so nothing is kept that
+    should have been freed; `main` unfreezes when the command ends."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 def target_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -478,6 +500,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             code = _run(argv)
         finally:
+            gc.unfreeze()  # what `_kept` froze: collectable again when a command runs in-process (tests)
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
             sys.stdout, sys.stderr = saved

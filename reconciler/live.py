@@ -36,7 +36,7 @@ class LiveState:
     secret_keys: dict[str, set[str] | None] = field(default_factory=dict)
     resources: dict[Key, bool] = field(default_factory=dict)
     prunable: dict[str, dict[str, Any]] = field(default_factory=dict)  # this stack's, gone from the manifests
-    listed: list[dict[str, Any]] | None = None  # every endpoint, summarised
+    listed: list[dict[str, Any]] | None = None  # every endpoint the manifests do not name, summarised
     warnings: list[str] = field(default_factory=list)  # about what the workspace answered
 
     @property
@@ -100,9 +100,13 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
         live.objects[kind.key] = {}
         calls += [((kind.key, n), partial(kind.module.read, workspace, n))
                   for n in sorted(kind.module.names(manifests))]
+    # The endpoint list among the first: it is the biggest answer (every endpoint of the workspace,
+    # not paginated), so it is read alongside the others and boiled down (`_left_manifests`) before
+    # they pile up, instead of last, alone, at the tail of the reads. Second, not first: a refusal
+    # that fails every call alike (a bad token) is still told naming an object (`errors.collapse`).
+    calls.insert(1, (("list", ""), partial(_left_manifests, workspace, manifests)))
     if secret_references(manifests):
         calls.append((("scopes", ""), workspace.list_secret_scopes))
-    calls.append((("list", ""), workspace.list_endpoints))  # what left the manifests: pruned, or mentioned
     results = run_parallel(calls, parallelism, workspace)
     for (kind, name), value in results.items():
         if kind in live.objects:
@@ -112,7 +116,7 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
         elif kind == "list":
             live.listed = value
             for summary in value:
-                if not owned_by_stack(summary, stack) or summary["name"] in manifests.endpoints:
+                if not owned_by_stack(summary, stack):
                     continue
                 problem = name_problem("endpoint", summary["name"])
                 if problem:  # a server answer is held to the grammar too: such a name never reaches a request
@@ -121,6 +125,13 @@ def read_objects(workspace: Workspace, manifests: Manifests, *, parallelism: int
                     continue
                 live.prunable[summary["name"]] = summary
     return live
+
+
+def _left_manifests(workspace: Workspace, manifests: Manifests) -> list[dict[str, Any]]:
+    """The listed endpoints the manifests do not name: what plan mentions (`plan.py`), --prune deletes
+    and `preflight.shared_model_warnings` checks. Those the manifests name are read whole anyway;
+    at 5,000 endpoints, keeping their summaries too would hold every endpoint twice."""
+    return [summary for summary in workspace.list_endpoints() if summary["name"] not in manifests.endpoints]
 
 
 def read_dependencies(workspace: Workspace, manifests: Manifests, live: LiveState, resolved: dict[str, list[str]],

@@ -208,10 +208,12 @@ FIELD_RULES: tuple[FieldRule, ...] = (
 )
 
 
+_ROWS = {semantics: tuple(r for r in FIELD_RULES if r.semantics is semantics) for semantics in Semantics}
+
+
 def rules(semantics: Semantics, entity: Mapping[str, Any] | None = None) -> list[FieldRule]:
     """The rows of one kind; for served entity rows with `entity` given, those whose condition holds."""
-    return [r for r in FIELD_RULES if r.semantics is semantics and (entity is None or r.entity_field is None
-                                                                      or r.holds(entity))]
+    return [r for r in _ROWS[semantics] if entity is None or r.entity_field is None or r.holds(entity)]
 
 
 def _entity_keys(semantics: Semantics, entity: Mapping[str, Any] | None = None) -> set[str]:
@@ -232,7 +234,7 @@ def server_filled(entity: Mapping[str, Any]) -> set[str]:
 
 def entity_defaults(entity: Mapping[str, Any]) -> dict[str, Any]:
     """The API's defaults for the fields this entity leaves out (DEFAULT rows whose condition holds)."""
-    return {r.entity_field: copy.deepcopy(r.value) for r in rules(Semantics.DEFAULT, entity)
+    return {r.entity_field: copied(r.value) for r in rules(Semantics.DEFAULT, entity)
             if r.entity_field and r.entity_field not in entity}
 
 
@@ -325,7 +327,7 @@ def desired_model(manifest: RegisteredModel) -> dict[str, Any]:
 def live_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
     """A served entity as GET returns it, less what only the server sets: every other field and
     enum value exactly as sent, known to this release or not (rule 3)."""
-    return {k: copy.deepcopy(v) for k, v in entity.items()
+    return {k: copied(v) for k, v in entity.items()
             if k != "name" and k not in READ_ONLY_ENTITY_FIELDS and v is not None and v != {}}
 
 
@@ -396,11 +398,25 @@ def legacy_inference_table(api: Mapping[str, Any] | None) -> dict[str, Any] | No
 
 # ---- effective desired = desired overlaid on live (rule 3) -------------------------------------
 
+def copied(value: Any) -> Any:
+    """A copy of a JSON value (what the API answers and manifests hold): what `copy.deepcopy` gives
+    for dicts, lists and plain values, at a fifth of its cost (a plan of 5,000 endpoints copies
+    hundreds of thousands of them); anything else goes to `copy.deepcopy`."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copied(v) for k, v in value.items()}
+    if kind is list:
+        return [copied(v) for v in value]
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 def _fill(desired: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(desired)
+    out: dict[str, Any] = copied(desired)
     for key, live_value in live.items():
         if key not in out:
-            out[key] = copy.deepcopy(live_value)
+            out[key] = copied(live_value)
         elif key not in MAPS and isinstance(out[key], dict) and isinstance(live_value, dict):
             out[key] = _fill(out[key], live_value)
     return out
@@ -409,18 +425,18 @@ def _fill(desired: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
 def effective_entity(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
     """A served entity after apply: the manifest's complete entity, plus from live what manifests
     cannot manage (rule 3): server-filled fields and fields this release does not know."""
-    out = copy.deepcopy(dict(desired))
+    out: dict[str, Any] = copied(dict(desired))
     kept = server_filled(desired)
     for key, value in live.items():
         if key not in out and (key not in MANAGED_ENTITY_FIELDS or key in kept):
-            out[key] = copy.deepcopy(value)
+            out[key] = copied(value)
     return out
 
 
 def overlay(desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """What the object must look like after apply: the manifest's values; live's for what it does
     not manage (rules 3 and 6)."""
-    desired = copy.deepcopy(desired)
+    desired = copied(desired)
     present = desired.pop("tags_present", None)
     deployer = desired.pop("deployer", None)
     held = (live or {}).get("permissions", {})

@@ -18,6 +18,7 @@ from reconciler.normalize import (
     Semantics,
     comparable,
     config_payload,
+    copied,
     creator_grants,
     desired_endpoint,
     desired_entity,
@@ -328,6 +329,19 @@ def test_rows_by_semantics_filter_on_their_condition() -> None:
     assert {r.entity_field for r in rules(Semantics.SERVER_FILLED, THROUGHPUT)} == {"workload_size", "workload_type"}
     assert rules(Semantics.SERVER_FILLED, SIZED) == []
     assert server_filled(CONCURRENT) == {"workload_size"}
+
+
+def test_copied_is_deepcopy_for_json_values() -> None:
+    """`copied` stands in for copy.deepcopy on the hot path (the overlay of every endpoint): equal
+    values, no container shared with the original, and anything not JSON still deep-copied."""
+    import copy
+
+    original = capture("endpoint_get_01") | {"odd": ({"a": [1]},), "unset": None, "ratio": 0.5}
+    result = copied(original)
+    assert result == copy.deepcopy(original)
+    result["config"]["served_entities"][0]["name"] = "changed"
+    result["odd"][0]["a"].append(2)
+    assert original == capture("endpoint_get_01") | {"odd": ({"a": [1]},), "unset": None, "ratio": 0.5}
 
 
 # ---- live answers as the planner sees them ------------------------------------------------------------

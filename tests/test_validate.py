@@ -295,6 +295,37 @@ def test_valid_yaml_features_are_accepted(tmp_path: Path) -> None:
     assert spec.tags == {"on": "yes", "1": "one"}  # keys are text as written, never YAML 1.1 booleans
 
 
+def test_loading_makes_no_reference_cycles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line pauses the cyclic collector while it loads manifests and then freezes them
+    (cli._kept: 10,000 documents are millions of objects it would walk again and again). That frees
+    everything it should only if loading leaves no reference cycles behind. Variables, flow style
+    and aliases included."""
+    import gc
+
+    monkeypatch.chdir(REPO)
+    (tmp_path / "a.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: ServingEndpoint\nmetadata: {name: cycle-bot}\nspec:\n"
+        "  served_entities:\n    - name: a\n      entity_name: main.agents.cycle_bot\n      entity_version: ${var.v}\n"
+        "      environment_vars: &env {MODE: fast}\n      workload_size: Small\n      scale_to_zero_enabled: true\n"
+        "    - {name: b, entity_name: main.agents.cycle_bot, entity_version: 2, environment_vars: *env,\n"
+        "       workload_size: Small, scale_to_zero_enabled: false}\n"
+        "  traffic_config: {routes: [{served_entity_name: a, traffic_percentage: 50},\n"
+        "                            {served_entity_name: b, traffic_percentage: 50}]}\n", encoding="utf-8")
+    paths = ["manifests", str(tmp_path)]
+    load_manifests(paths, {"v": "1"})  # first use: imports and one-time caches
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        manifests = load_manifests(paths, {"v": "1"})
+        found = gc.collect()
+    finally:
+        if collecting:
+            gc.enable()
+    assert manifests.count == 3
+    assert found == 0
+
+
 # --- the command line itself ------------------------------------------------------------------------
 
 

@@ -62,6 +62,12 @@ _RESTORE = str.maketrans({_OPEN: "{", _CLOSE: "}"})
 
 _PURE_LOADER: type = yaml.SafeLoader
 _FAST_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
+# Tag resolution and scalar construction are stateless for the core tags: one of each serves every
+# document (a SafeLoader per document would build a reader, scanner and parser for nothing, and
+# leave reference cycles for the garbage collector). Scalars are built by their tag's constructor
+# directly, not `construct_object`, which would remember every node it built.
+_RESOLVER = yaml.resolver.Resolver()
+_SCALARS = yaml.constructor.SafeConstructor()
 
 Loc = tuple[str | int, ...]
 
@@ -84,15 +90,18 @@ class SourceDocument:
     # documents would cost about 25 MiB; the location tuples are shared between documents (`_loc`).
     values: dict[Loc, int] = field(default_factory=dict)
     keys: dict[Loc, int] = field(default_factory=dict)
+    # The three sets below are empty in almost every document: frozen, they share the one empty
+    # frozenset instead of three empty sets each (6 MiB at 10,000 documents); `_DocumentBuilder`
+    # replaces them when it adds to them.
     # Where a problem was already reported while reading (a disallowed tag, an undefined variable):
     # the value there is a stand-in, so validation does not report it a second time.
-    flagged: set[Loc] = field(default_factory=set)
+    flagged: frozenset[Loc] = frozenset()
     # Mappings that lost entries while reading (a merge key, a non-string key): a field missing
     # from them is a consequence of the problem already reported, not a new one.
-    incomplete: set[Loc] = field(default_factory=set)
+    incomplete: frozenset[Loc] = frozenset()
     # Values a `${var.NAME}` was substituted into: never quoted back in a problem (a variable from
     # RECONCILER_VAR_x or --var may hold a credential).
-    substituted: set[Loc] = field(default_factory=set)
+    substituted: frozenset[Loc] = frozenset()
 
     def position(self, loc: Loc, *, key: bool = False) -> Position:
         """Position of the value (or key) at `loc`, else of its nearest recorded parent."""
@@ -125,14 +134,23 @@ def _pos(node: Node) -> Position:
 
 
 def _packed(node: Node) -> int:
-    """A node's 1-based line and column in one int (columns of more than 65,535 are clipped)."""
-    return (node.start_mark.line + 1) << 16 | min(node.start_mark.column + 1, 0xFFFF)
+    """A node's 1-based line and column in one int (columns of more than 65,535 are clipped). Files
+    of one layout put their fields at the same places: each such int is one object, shared
+    (`_PACKED`), not one per key and value of every document (8 MiB at 10,000 documents)."""
+    packed = (node.start_mark.line + 1) << 16 | min(node.start_mark.column + 1, 0xFFFF)
+    shared = _PACKED.get(packed)
+    if shared is not None:
+        return shared
+    if len(_PACKED) < _MAX_LOCS:
+        _PACKED[packed] = packed
+    return packed
 
 
 def _unpacked(packed: int) -> Position:
     return Position(packed >> 16, packed & 0xFFFF)
 
 
+_PACKED: dict[int, int] = {}
 _LOCS: dict[Loc, Loc] = {}  # every document's ("spec", "served_entities", 0, "name") is one tuple
 _MAX_LOCS = 100_000  # beyond this (unusual keys by the thousand), locations are simply not shared
 
@@ -163,7 +181,7 @@ class _Composer:
     """
 
     def __init__(self, *, braced: bool = False) -> None:
-        self.resolver = yaml.resolver.Resolver()
+        self.resolver = _RESOLVER
         self.braced = braced  # the text's placeholders were protected (`_BRACED`): put their braces back
 
     def documents(self, events: Iterable[yaml.Event]) -> Iterator[Node]:
@@ -261,7 +279,6 @@ class _DocumentBuilder:
         self.variables = variables  # None: no `${...}` substitution at all (variable files)
         self.problems = problems
         self.nodes = 0
-        self.constructor = yaml.SafeLoader("")
         self.doc: SourceDocument | None = None
         self.index = index
 
@@ -279,7 +296,7 @@ class _DocumentBuilder:
         pos = _pos(node)
         self.problems.append(Problem(message, path=self.path, line=pos.line, col=pos.col))
         if loc is not None and self.doc is not None:
-            self.doc.flagged.add(loc)
+            self.doc.flagged |= {loc}
 
     def _value(self, node: Node, loc: Loc, depth: int) -> Any:
         assert self.doc is not None
@@ -313,11 +330,11 @@ class _DocumentBuilder:
         for key_node, value_node in node.value:
             if key_node.tag == _CORE + "merge":
                 self._fail(key_node, "YAML merge keys ('<<') are not supported; write the fields out")
-                self.doc.incomplete.add(loc)
+                self.doc.incomplete |= {loc}
                 continue
             if not isinstance(key_node, ScalarNode):
                 self._fail(key_node, "mapping keys must be plain text; a list or mapping cannot be a key")
-                self.doc.incomplete.add(loc)
+                self.doc.incomplete |= {loc}
                 continue
             # Keys are always strings in this format: use the text as written, so `on:` or `1:`
             # stay "on" and "1" instead of YAML 1.1's True and 1.
@@ -348,14 +365,14 @@ class _DocumentBuilder:
             # Short values repeat across documents ("Small", "champion", "reconciler/v1"): one string each.
             return sys.intern(node.value) if len(node.value) <= SHARED_STRING_CHARS else node.value
         if node.tag != _CORE + "str":
-            return self.constructor.construct_object(node)
+            return _scalar_value(node)
         text, ok = self._substitute(node, loc)
         if ok and text and node.style is None and _VAR.fullmatch(node.value):
             # An unquoted `${var.x}` takes the type of what it stands for, as if written there
             # (`--var pct=90` gives 90, `--var on=true` gives true); an empty value stays "".
-            tag = self.constructor.resolve(ScalarNode, text, (True, False))
+            tag = _RESOLVER.resolve(ScalarNode, text, (True, False))
             if tag in _SCALAR_TAGS and tag != _CORE + "timestamp":
-                return self.constructor.construct_object(ScalarNode(tag, text))
+                return _scalar_value(ScalarNode(tag, text))
         return text
 
     def _substitute(self, node: ScalarNode, loc: Loc) -> tuple[str, bool]:
@@ -383,7 +400,7 @@ class _DocumentBuilder:
                                  "or $${ for a literal '${'", loc)
                 return text
             assert self.variables is not None and self.doc is not None
-            self.doc.substituted.add(loc)
+            self.doc.substituted |= {loc}
             if name.group(1) not in self.variables:
                 ok = False
                 self._fail(node, f"variable '{name.group(1)}' is not defined; pass --var {name.group(1)}=VALUE, "
@@ -392,6 +409,11 @@ class _DocumentBuilder:
             return self.variables[name.group(1)]
 
         return _VAR.sub(replace, node.value), ok
+
+
+def _scalar_value(node: ScalarNode) -> Any:
+    """A null, bool, int or float scalar's value, as `safe_load` constructs it."""
+    return _SCALARS.yaml_constructors[node.tag](_SCALARS, node)
 
 
 def _decode(path: str, raw: bytes, problems: list[Problem]) -> str | None:
