@@ -96,10 +96,9 @@ def load(paths: PathLike | Sequence[PathLike] = (), *, texts: str | Sequence[str
     used = sorted(n for n in recording.used if n in values)
     # What the manifests were made from (a plan's `source`): the digest of the contents, order-free
     # (the same files given in another order are the same), and of the used variables' values.
+    # (Of the bytes loaded: a file edited since is not what was planned.)
     parts = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in named.values()]
-    for path in manifests.files:
-        with open(path, "rb") as handle:
-            parts.append(hashlib.sha256(handle.read()).hexdigest())
+    parts += [manifests.digests[path] for path in manifests.files]
     parts.sort()
     parts += [f"{name}={hashlib.sha256(values[name].encode()).hexdigest()}" for name in used]
     digest = "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()

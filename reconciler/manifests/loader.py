@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import os
 import re
 import typing
@@ -50,6 +51,7 @@ class Manifests:
     endpoints: dict[str, Loaded[ServingEndpoint]] = field(default_factory=dict)
     policies: dict[str, Loaded[Policy]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # file -> sha256 of the bytes loaded from it
     # Printed, never fatal: enum values this release does not know (checks.check_warnings) and
     # broken warning-severity policy rules (reconciler/policy.py).
     warnings: list[Problem] = field(default_factory=list)
@@ -100,6 +102,8 @@ def load_manifests(paths: Sequence[str], variables: Mapping[str, str], *, stack:
         except OSError as exc:
             problems.append(Problem(f"cannot read file: {exc.strerror}", path=path, line=1, col=1))
             continue
+        if path not in given:
+            manifests.digests[path] = hashlib.sha256(raw).hexdigest()
         for source in read_documents(path, raw, variables, problems):
             loaded = _validate(source, problems)
             if loaded is None:

@@ -3,6 +3,7 @@ the local workspace over real HTTP with the unmodified SDK, never through the CL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -150,3 +151,17 @@ def test_the_readmes_notebook_example_runs_as_written(seeded_workspace, tmp_path
     printed = capsys.readouterr().out
     assert "serving_endpoint.support-agent create ['create_endpoint(champion=support_agent v3" in printed
     assert "'result': 'complete'" in printed
+
+
+def test_the_digest_is_of_what_was_loaded_whether_a_file_or_a_string(tmp_path):
+    """A plan's `source.digest` is of the bytes the loader read (manifests.digests), not of the file
+    read again afterwards: the same manifests given as a file or as a string are one source, and a
+    file edited after loading does not change what the loaded manifests claim to be."""
+    path = write(tmp_path, base_documents())
+    text = open(path, encoding="utf-8").read()
+    from_file = api.load(path)
+    assert from_file.source.digest == api.load(texts=text).source.digest
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("# edited after loading\n")
+    assert from_file.source.digest != api.load(path).source.digest  # a new load sees the edit...
+    assert from_file.manifests.digests[path] == hashlib.sha256(text.encode("utf-8")).hexdigest()  # ...the old one kept its bytes
