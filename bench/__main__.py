@@ -14,7 +14,8 @@ The cases (details in bench/cases.py and bench/validate_bench.py):
   validate   `validate` on 1,000 generated documents, and on 10,000 (within 10x of 1,000's time)
   plan       no-change plan, 200 endpoints + 200 models, 50 ms per API call
   scale      the scaling table: no-change plans of 100, 1,000 and 5,000 endpoints + models as fresh
-             processes (wall time vs floor, CPU ms per object, peak memory); bench/scale.py
+             processes (wall time vs floor, CPU ms per object, peak memory), and the 5,000 row's
+             GETs by databricks-sdk alone against the same floor; bench/scale.py
   apply      50 version bumps with 5 s endpoint updates
   apply60    the same with 60 s updates, one run: the overhead stays a few seconds
   compare    10 version bumps (1 s updates) by the reconciler and by a one-at-a-time SDK script,

@@ -13,10 +13,16 @@ median): a plan cannot start reading before it has the SDK, nor read faster than
 
 Anything that grows faster than linearly shows as a ratio or a CPU-per-object figure that grows
 down the table.
+
+For the largest size, each counted run is followed by the same GETs (from its request log) made
+by databricks-sdk's own client on as many threads, in a fresh process and nothing else: what the
+unmodified SDK reaches against this workspace on this machine, measured against the same floor.
+No plan can go below it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -25,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from bench import fleet
 from bench.sim import SimProcess, reconciler_command
@@ -68,15 +75,18 @@ def measure(sizes: tuple[tuple[int, int], ...] = SIZES, runs: int | None = None)
             sim.set_latency(LATENCY_MS)
             argv = reconciler_command() + ["plan", manifests, "--parallelism", str(PARALLELISM),
                                            "--detailed-exitcode"]
-            figures, calls, starts = [], [], []
+            figures, calls, starts, bare = [], [], [], []
             for i in range(counted + 1):
                 sim.reset_requests()
                 figure = child(argv, _env(sim.env()))
                 if i:  # the first warms the page cache and the workspace up
                     figures.append(figure)
-                    calls.append(len(sim.requests()))
+                    log = sim.requests()
+                    calls.append(len(log))
                     # The start-up floor side by side with each run (this machine's load moves it).
                     starts += [child(start_argv, _env({}))["seconds"] for _ in range(3)]
+                    if agents == sizes[-1][0]:  # the largest: what the SDK alone does with the same GETs
+                        bare.append(_sdk_alone(log, sim, Path(tmp)))
         start = statistics.median(starts)
         objects = 2 * agents
         call_count = statistics.median(calls)
@@ -94,7 +104,34 @@ def measure(sizes: tuple[tuple[int, int], ...] = SIZES, runs: int | None = None)
         result["scale"] = {"objects": objects, "calls": call_count, "cpu_ms_per_object": round(cpu_ms, 3),
                            "peak_mib": round(peak, 1)}
         rows.append(result)
+        if bare:
+            rows.append(row(f"the same {call_count:.0f} GETs by databricks-sdk alone (ApiClient.do, {PARALLELISM} "
+                            "threads, nothing else), fresh process", [b["seconds"] for b in bare], "s", floor=floor,
+                            floor_basis="the floor of the row above",
+                            notes="what the unmodified SDK reaches against this local workspace on this machine, "
+                                  "before loading a manifest or making a plan: the row above cannot go below it"))
     return rows
+
+
+SDK_ALONE = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.core import ApiClient
+paths = json.load(open(sys.argv[1]))
+api = ApiClient(WorkspaceClient().config)
+with ThreadPoolExecutor(int(sys.argv[2])) as pool:
+    list(pool.map(lambda path: api.do("GET", path), paths))
+"""
+
+
+def _sdk_alone(log: list[dict[str, Any]], sim: SimProcess, tmp: Path) -> dict[str, float]:
+    """The plan's GETs (from its request log) made by the SDK's own client on as many threads, in a
+    fresh process: its wall time includes starting Python and importing the SDK, as the plan's does."""
+    paths = tmp / "gets.json"
+    gets = [e["raw_path"] + (f"?{urlencode(e['query'])}" if e.get("query") else "") for e in log if e["method"] == "GET"]
+    paths.write_text(json.dumps(gets), encoding="utf-8")
+    return child([sys.executable, "-c", SDK_ALONE, str(paths), str(PARALLELISM)], _env(sim.env()))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
