@@ -137,13 +137,7 @@ def _packed(node: Node) -> int:
     """A node's 1-based line and column in one int (columns of more than 65,535 are clipped). Files
     of one layout put their fields at the same places: each such int is one object, shared
     (`_PACKED`), not one per key and value of every document (8 MiB at 10,000 documents)."""
-    packed = (node.start_mark.line + 1) << 16 | min(node.start_mark.column + 1, 0xFFFF)
-    shared = _PACKED.get(packed)
-    if shared is not None:
-        return shared
-    if len(_PACKED) < _MAX_LOCS:
-        _PACKED[packed] = packed
-    return packed
+    return _shared(_PACKED, (node.start_mark.line + 1) << 16 | min(node.start_mark.column + 1, 0xFFFF))
 
 
 def _unpacked(packed: int) -> Position:
@@ -156,12 +150,17 @@ _MAX_LOCS = 100_000  # beyond this (unusual keys by the thousand), locations are
 
 
 def _loc(loc: Loc) -> Loc:
-    shared = _LOCS.get(loc)
-    if shared is not None:
-        return shared
-    if len(_LOCS) < _MAX_LOCS:
-        _LOCS[loc] = loc
-    return loc
+    return _shared(_LOCS, loc)
+
+
+def _shared(table: dict[Any, Any], value: Any) -> Any:
+    """The one object `table` keeps equal to `value` (kept from now on, while the table is not full)."""
+    found = table.get(value)
+    if found is not None:
+        return found
+    if len(table) < _MAX_LOCS:
+        table[value] = value
+    return value
 
 
 def _show_tag(tag: str) -> str:
