@@ -99,9 +99,8 @@ class Executor:
         default --parallelism); API calls are bounded by --parallelism either way (`_Throttled`)."""
         if not work:
             return
-        counts = Counter(id(step) for _, step in work)
-        threads = sum(min(step.in_flight or self.options.parallelism, counts[id(step)])
-                      for step in {id(step): step for _, step in work}.values())
+        threads = sum(min(step.in_flight or self.options.parallelism, count)
+                      for step, count in Counter(step for _, step in work).items())
         work = sorted(work, key=lambda pair: pair[1].early)  # what early changes wait for is started first
         done = [threading.Event() for _ in work]
         finished: dict[str, list[threading.Event]] = {}  # address -> its changes' events, early ones aside

@@ -43,7 +43,6 @@ first one landed, and callers answer that by reading back (see apply.py).
 from __future__ import annotations
 
 import base64
-import copy
 import logging
 import os
 import queue
@@ -609,13 +608,13 @@ class Workspace:
         deleted since is found by the write that names it."""
         key = ("version", full_name, str(version))
         if key in self._final:
-            return dict(self._final[key])
+            return self._final[key]
         answer = self._call("GET", f"/api/2.1/unity-catalog/models/{_segment('model', full_name)}/versions/"
                                    f"{_segment('version', str(version))}", missing_ok=True, shape=VERSION,
                             subject=f"registered_model.{full_name}", operation=f"get version {version}")
         if answer is not None and answer.get("status") == "READY":
             self._final[key] = answer
-        return dict(answer) if answer is not None else None
+        return answer
 
     # ---- what MLflow logged, and the versions registered from it (kinds/model_version.py) -----------
 
@@ -722,9 +721,9 @@ class Workspace:
         storage and the version has been finalized": unitycatalog's model_versions.proto)."""
         key = ("mlmodel", full_name, str(version))
         if key in self._final and ("version", full_name, str(version)) in self._final:
-            return copy.deepcopy(self._final[key])
+            return self._final[key]
         found = self._read_mlmodel(full_name, version)
-        self._final[key] = copy.deepcopy(found)  # kept; given back once the version is seen READY
+        self._final[key] = found  # kept; given back once the version is seen READY
         return found
 
     def _read_mlmodel(self, full_name: str, version: str) -> dict[str, Any] | None:
